@@ -1,0 +1,257 @@
+"""Running activity attempts with temporalio's own activity worker (DESIGN §4.2, §9.1).
+
+temporalio's ``_ActivityWorker`` polls Core for activity tasks and reports completions; here
+dbosify plays Core: :class:`ActivityRunner` hands it ``ActivityTask`` protos and receives the
+completions, so activity context, ``heartbeat()``, ``info()``, cancellation delivery (async at the
+next await, sync through ``heartbeat()``/``is_cancelled()``), interceptors and failure encoding are
+temporalio's, exactly. What Core does and the SDK does not is here: start-to-close and heartbeat
+timeouts, heartbeat throttling, and concurrency limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import temporalio.client
+import temporalio.common
+import temporalio.converter
+import temporalio.exceptions
+import temporalio.worker
+from temporalio.api.common.v1 import Payloads
+from temporalio.api.enums.v1 import TimeoutType
+from temporalio.bridge.proto import ActivityHeartbeat, ActivityTaskCompletion
+from temporalio.bridge.proto.activity_result import ActivityExecutionResult
+from temporalio.bridge.proto.activity_task import ActivityCancelReason, ActivityTask, Start
+
+# Private: the activity worker temporalio's Worker runs. tests/_runtime/test_activities.py fails
+# loudly if its constructor or its Core-facing calls change (temporalio is pinned, DESIGN §9.1).
+from temporalio.worker._activity import _ActivityWorker
+
+logger = logging.getLogger("dbosify")
+
+# Core sends a heartbeat at most every 80 % of the heartbeat timeout, and every 30 s without one.
+_HEARTBEAT_THROTTLE_RATIO = 0.8
+_DEFAULT_HEARTBEAT_THROTTLE_S = 30.0
+_MAX_HEARTBEAT_THROTTLE_S = 60.0
+
+
+class _PollShutdown(Exception):
+    pass
+
+
+def _poll_shutdown_error() -> BaseException:
+    # temporalio's activity worker stops polling on this exact type.
+    import temporalio.bridge.worker as bridge_worker
+
+    return bridge_worker.PollShutdownError()
+
+
+@dataclass
+class AttemptOutcome:
+    """How an activity attempt ended."""
+
+    result: ActivityExecutionResult
+    started_ms: int
+    heartbeat_details: Payloads = field(default_factory=Payloads)
+    timed_out: TimeoutType.ValueType | None = None
+    """Set when the attempt exceeded its start-to-close or heartbeat timeout."""
+
+
+@dataclass
+class _Attempt:
+    token: bytes
+    start: Start
+    future: asyncio.Future[AttemptOutcome]
+    on_heartbeat: Callable[[Payloads], None] | None
+    started_ms: int = 0
+    last_heartbeat: float = 0.0
+    heartbeat_details: Payloads = field(default_factory=Payloads)
+    watchdog: asyncio.Task[None] | None = None
+    last_saved: float = 0.0
+
+
+class _CoreBridge:
+    """The part of Core's worker that temporalio's activity worker calls."""
+
+    def __init__(self, runner: ActivityRunner) -> None:
+        self._runner = runner
+        self.queue: asyncio.Queue[ActivityTask | None] = asyncio.Queue()
+
+    async def poll_activity_task(self) -> ActivityTask:
+        task = await self.queue.get()
+        if task is None:
+            raise _poll_shutdown_error()
+        return task
+
+    async def complete_activity_task(self, completion: ActivityTaskCompletion) -> None:
+        self._runner._completed(completion.task_token, completion.result)
+
+    def record_activity_heartbeat(self, heartbeat: ActivityHeartbeat) -> None:
+        self._runner._heartbeat(heartbeat.task_token, heartbeat.details)
+
+
+class ActivityRunner:
+    """Executes the activity attempts of one worker (one task queue) in this process."""
+
+    def __init__(
+        self,
+        *,
+        task_queue: str,
+        activities: Sequence[Callable[..., Any]],
+        activity_executor: concurrent.futures.Executor | None,
+        data_converter: temporalio.converter.DataConverter,
+        interceptors: Sequence[temporalio.worker.Interceptor],
+        client: temporalio.client.Client,
+        max_concurrent: int,
+    ) -> None:
+        self.task_queue = task_queue
+        self._bridge = _CoreBridge(self)
+        self._worker = _ActivityWorker(
+            bridge_worker=lambda: self._bridge,  # type: ignore[arg-type, return-value]
+            task_queue=task_queue,
+            activities=activities,
+            activity_executor=activity_executor,
+            shared_state_manager=None,
+            data_converter=data_converter,
+            interceptors=interceptors,
+            metric_meter=temporalio.common.MetricMeter.noop,
+            client=client,
+            encode_headers=False,
+        )
+        self.names = frozenset(self._worker._activities)
+        self.has_dynamic = self._worker._dynamic_activity is not None
+        self._attempts: dict[bytes, _Attempt] = {}
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._run_task: asyncio.Task[None] | None = None
+
+    def serves(self, activity_type: str) -> bool:
+        """Whether this worker registered the activity type (or a dynamic activity)."""
+        return activity_type in self.names or self.has_dynamic
+
+    def start(self) -> None:
+        """Start polling; call on the worker's event loop."""
+        # A fresh context: activity code must not see the DBOS workflow context of a run.
+        self._run_task = asyncio.get_running_loop().create_task(
+            self._worker.run(), context=contextvars.Context())
+
+    @property
+    def running(self) -> int:
+        """Attempts in progress."""
+        return len(self._attempts)
+
+    async def execute(self, token: bytes, start: Start,
+                      on_heartbeat: Callable[[Payloads], None] | None = None) -> AttemptOutcome:
+        """Run one attempt to its end and return how it ended."""
+        async with self._slots:
+            loop = asyncio.get_running_loop()
+            attempt = _Attempt(token, start, loop.create_future(), on_heartbeat)
+            attempt.started_ms = int(time.time() * 1000)
+            attempt.last_heartbeat = time.monotonic()
+            attempt.heartbeat_details.CopyFrom(Payloads(payloads=start.heartbeat_details))
+            start.started_time.FromMilliseconds(attempt.started_ms)
+            self._attempts[token] = attempt
+            attempt.watchdog = loop.create_task(self._watch(attempt))
+            self._bridge.queue.put_nowait(ActivityTask(task_token=token, start=start))
+            try:
+                return await attempt.future
+            finally:
+                attempt.watchdog.cancel()
+                self._attempts.pop(token, None)
+
+    def cancel(self, token: bytes, reason: ActivityCancelReason.ValueType) -> None:
+        """Ask a running attempt to stop (it sees cancellation at its next await/heartbeat)."""
+        if token not in self._attempts:
+            return
+        task = ActivityTask(task_token=token)
+        task.cancel.reason = reason
+        details = task.cancel.details
+        if reason == ActivityCancelReason.TIMED_OUT:
+            details.is_timed_out = True
+        elif reason == ActivityCancelReason.WORKER_SHUTDOWN:
+            details.is_worker_shutdown = True
+        else:
+            details.is_cancelled = True
+        self._bridge.queue.put_nowait(task)
+
+    async def shutdown(self, graceful_timeout: float) -> None:
+        """Stop taking attempts, let running ones finish for ``graceful_timeout`` seconds, then
+        cancel them as a worker shutdown does in Temporal."""
+        self._bridge.queue.put_nowait(None)
+        if self._attempts and graceful_timeout > 0:
+            await asyncio.wait([a.future for a in self._attempts.values()],
+                               timeout=graceful_timeout)
+        self._worker.notify_shutdown()
+        for token in list(self._attempts):
+            self.cancel(token, ActivityCancelReason.WORKER_SHUTDOWN)
+        # temporalio's worker keeps reading cancels until its poll returns; deliver them first.
+        if self._run_task is not None:
+            await asyncio.gather(self._run_task, return_exceptions=True)
+        await self._worker.wait_all_completed()
+
+    # Called by temporalio's activity worker through the bridge ---------------------------------
+
+    def _completed(self, token: bytes, result: ActivityExecutionResult) -> None:
+        attempt = self._attempts.get(token)
+        if attempt is None or attempt.future.done():
+            return  # Already timed out; a late completion is dropped, as Core drops it.
+        attempt.future.set_result(AttemptOutcome(result, attempt.started_ms,
+                                                 attempt.heartbeat_details))
+
+    def _heartbeat(self, token: bytes, details: Sequence[Any]) -> None:
+        attempt = self._attempts.get(token)
+        if attempt is None:
+            return
+        attempt.last_heartbeat = time.monotonic()
+        if details:
+            attempt.heartbeat_details = Payloads(payloads=details)
+        if attempt.on_heartbeat is not None:
+            # Throttled as Core throttles heartbeats, so a chatty activity does not hammer the
+            # database; the in-memory details above are always the latest.
+            hb = attempt.start.heartbeat_timeout.ToTimedelta().total_seconds()
+            throttle = min(hb * _HEARTBEAT_THROTTLE_RATIO, _MAX_HEARTBEAT_THROTTLE_S) if hb \
+                else _DEFAULT_HEARTBEAT_THROTTLE_S
+            now = time.monotonic()
+            if attempt.last_saved == 0.0 or now - attempt.last_saved >= throttle:
+                attempt.last_saved = now
+                attempt.on_heartbeat(attempt.heartbeat_details)
+
+    async def _watch(self, attempt: _Attempt) -> None:
+        start = attempt.start
+        stc = start.start_to_close_timeout.ToTimedelta().total_seconds() \
+            if start.HasField("start_to_close_timeout") else 0.0
+        hb = start.heartbeat_timeout.ToTimedelta().total_seconds() \
+            if start.HasField("heartbeat_timeout") else 0.0
+        began = time.monotonic()
+        while not attempt.future.done():
+            deadlines: list[tuple[float, TimeoutType.ValueType]] = []
+            if stc > 0:
+                deadlines.append((began + stc, TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE))
+            if hb > 0:
+                deadlines.append((attempt.last_heartbeat + hb, TimeoutType.TIMEOUT_TYPE_HEARTBEAT))
+            if not deadlines:
+                return
+            when, kind = min(deadlines)
+            delay = when - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(min(delay, 1.0) if kind == TimeoutType.TIMEOUT_TYPE_HEARTBEAT
+                                    else delay)
+                continue
+            self.cancel(attempt.token, ActivityCancelReason.TIMED_OUT)
+            failure = ActivityExecutionResult()
+            failure.failed.failure.message = "activity " + (
+                "StartToClose" if kind == TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE else "Heartbeat"
+            ) + " timeout"
+            failure.failed.failure.timeout_failure_info.timeout_type = kind
+            failure.failed.failure.timeout_failure_info.last_heartbeat_details.CopyFrom(
+                attempt.heartbeat_details)
+            if not attempt.future.done():
+                attempt.future.set_result(AttemptOutcome(failure, attempt.started_ms,
+                                                         attempt.heartbeat_details, timed_out=kind))
+            return

@@ -1,0 +1,134 @@
+"""Closing runs: completed, failed, cancelled, continued as new, timed out."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from temporalio.api.enums.v1 import EventType, WorkflowExecutionStatus
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
+from temporalio.bridge.proto.workflow_commands import (
+    ContinueAsNewWorkflowExecution,
+    WorkflowCommand,
+)
+from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
+
+from dbosify._runtime._starting import start_run
+from dbosify.history._events import close_event_from_completion
+
+if TYPE_CHECKING:
+    from dbosify._runtime._driver import RunDriver
+    from dbosify._runtime._process import Process
+
+S = WorkflowExecutionStatus
+E = EventType
+STATUS_OF_CLOSE_EVENT = {
+    E.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: S.WORKFLOW_EXECUTION_STATUS_COMPLETED,
+    E.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: S.WORKFLOW_EXECUTION_STATUS_FAILED,
+    E.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: S.WORKFLOW_EXECUTION_STATUS_CANCELED,
+    E.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: S.WORKFLOW_EXECUTION_STATUS_TERMINATED,
+    E.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW: S.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW,
+    E.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT: S.WORKFLOW_EXECUTION_STATUS_TIMED_OUT,
+}
+
+
+def continuation_request(old: StartWorkflowExecutionRequest,
+                         cmd: ContinueAsNewWorkflowExecution) -> StartWorkflowExecutionRequest:
+    """The start request of the run a continue-as-new command asks for (unset fields carry
+    over from the current run, as in Temporal)."""
+    req = StartWorkflowExecutionRequest()
+    req.namespace = old.namespace
+    req.workflow_id = old.workflow_id
+    req.workflow_type.name = cmd.workflow_type or old.workflow_type.name
+    req.task_queue.name = cmd.task_queue or old.task_queue.name
+    req.input.payloads.extend(cmd.arguments)
+    if cmd.HasField("workflow_run_timeout"):
+        req.workflow_run_timeout.CopyFrom(cmd.workflow_run_timeout)
+    elif old.HasField("workflow_run_timeout"):
+        req.workflow_run_timeout.CopyFrom(old.workflow_run_timeout)
+    if cmd.HasField("workflow_task_timeout"):
+        req.workflow_task_timeout.CopyFrom(cmd.workflow_task_timeout)
+    elif old.HasField("workflow_task_timeout"):
+        req.workflow_task_timeout.CopyFrom(old.workflow_task_timeout)
+    if old.HasField("workflow_execution_timeout"):
+        req.workflow_execution_timeout.CopyFrom(old.workflow_execution_timeout)
+    req.identity = old.identity
+    req.request_id = str(uuid.uuid4())
+    if cmd.memo:
+        for key, value in cmd.memo.items():
+            req.memo.fields[key].CopyFrom(value)
+    elif old.HasField("memo"):
+        req.memo.CopyFrom(old.memo)
+    if cmd.HasField("search_attributes"):
+        req.search_attributes.CopyFrom(cmd.search_attributes)
+    elif old.HasField("search_attributes"):
+        req.search_attributes.CopyFrom(old.search_attributes)
+    if cmd.headers:
+        for key, value in cmd.headers.items():
+            req.header.fields[key].CopyFrom(value)
+    elif old.HasField("header"):
+        req.header.CopyFrom(old.header)
+    if cmd.HasField("retry_policy"):
+        req.retry_policy.CopyFrom(cmd.retry_policy)
+    elif old.HasField("retry_policy"):
+        req.retry_policy.CopyFrom(old.retry_policy)
+    if cmd.HasField("backoff_start_interval"):
+        req.workflow_start_delay.CopyFrom(cmd.backoff_start_interval)
+    return req
+
+
+class Closer:
+    """Writes a run's close and whatever follows from it, in one transaction."""
+
+    def __init__(self, process: Process) -> None:
+        self.process = process
+
+    async def close_from_command(self, driver: RunDriver, completion: WorkflowActivationCompletion,
+                                 command: WorkflowCommand, at_ms: int) -> None:
+        """Close a run whose code completed, failed, was cancelled or continued as new."""
+        process = self.process
+        new_request: StartWorkflowExecutionRequest | None = None
+        new_run_id: str | None = None
+        if command.HasField("continue_as_new_workflow_execution"):
+            new_request = continuation_request(driver.start_request,
+                                               command.continue_as_new_workflow_execution)
+            new_run_id = str(uuid.uuid4())
+        event = close_event_from_completion(completion, time_ms=at_ms,
+                                            new_execution_run_id=new_run_id)
+        if event is None:
+            return
+        status = STATUS_OF_CLOSE_EVENT[event.event_type]
+        owner = None
+        if new_request is not None and process.serves_workflows(new_request.task_queue.name):
+            owner = process.executor_id
+        row = driver.row
+        data = event.SerializeToString()
+
+        def write() -> bool:
+            store = process.store
+            with store.engine.begin() as conn:
+                closed = store.close_run(driver.run_id, status, data, at_ms,
+                                         driver.history_length, conn=conn)
+                if closed and new_request is not None and new_run_id is not None:
+                    start_run(store, new_request, owner=owner, apply_policies=False,
+                              run_id=new_run_id, first_execution_run_id=row.first_execution_run_id,
+                              continued_from_run_id=driver.run_id, conn=conn)
+                return closed
+
+        closed = await process.db_call(write)
+        process.notify_closed(driver.run_id, data)
+        await process.db_call(process.store.drop_activity_tasks, driver.run_id)
+        if closed and owner is not None and new_run_id is not None:
+            await process.start_run(new_run_id)
+
+    async def close_with_event(self, run_id: str, event: HistoryEvent, at_ms: int,
+                               history_length: int) -> None:
+        """Close a run with an event the engine made (a timeout)."""
+        process = self.process
+        data = event.SerializeToString()
+        await process.db_call(process.store.close_run, run_id,
+                              STATUS_OF_CLOSE_EVENT[event.event_type], data, at_ms,
+                              history_length)
+        process.notify_closed(run_id, data)
+        await process.db_call(process.store.drop_activity_tasks, run_id)

@@ -1,0 +1,705 @@
+"""The body of one run: the activation loop (DESIGN §4, §9.1, §9.5).
+
+A run is one DBOS workflow whose body is :meth:`RunDriver.run`. Every event its code observes
+after the first is the output of one DBOS step (``dbosify.event``): live, the step waits for the
+next event and returns it; on recovery DBOS hands back the recorded outputs in order, and the same
+activations are fed to a fresh instance. Commands are acted upon only once the run is live again,
+so a recovered run never repeats an activity whose outcome is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dbos import DBOS
+from temporalio.api.common.v1 import Payloads
+from temporalio.api.enums.v1 import EventType, RetryState, TimeoutType
+from temporalio.api.failure.v1 import Failure
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
+from temporalio.bridge.proto.activity_result import ActivityExecutionResult, ActivityResolution
+from temporalio.bridge.proto.activity_task import ActivityCancelReason, Start
+from temporalio.bridge.proto.workflow_activation import (
+    InitializeWorkflow,
+    WorkflowActivation,
+    WorkflowActivationJob,
+)
+from temporalio.bridge.proto.workflow_commands import (
+    ActivityCancellationType,
+    ScheduleActivity,
+    WorkflowCommand,
+)
+from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
+from temporalio.worker import WorkflowInstance
+
+from dbosify._runtime import _run_state as rs
+from dbosify._runtime._activities import AttemptOutcome
+from dbosify._runtime._commands import CLOSING_COMMANDS, commands_of, first_difference
+from dbosify._runtime._instance import DeadlockError, activate, create_instance
+from dbosify._runtime._records import (
+    ActivityAttemptFailed,
+    ActivityAttemptInfo,
+    WorkflowTask,
+    record_from_dict,
+)
+from dbosify._runtime._retry import decide_retry
+from dbosify._store._store import InboxEvent, now_ms
+
+if TYPE_CHECKING:
+    from dbosify._runtime._process import Process
+
+logger = logging.getLogger("dbosify")
+
+EVENT_STEP = "dbosify.event"
+"""Name of the DBOS step that records each event of a run."""
+
+_TASK_RETRY_FIRST_MS = 1000
+_TASK_RETRY_MAX_MS = 30_000
+
+
+class RunClosed(Exception):
+    """The run was closed under the driver (terminated); it stops."""
+
+
+@dataclass
+class _Activity:
+    seq: int
+    command: ScheduleActivity
+    scheduled_ms: int
+    attempt: int = 1
+    next_attempt_ms: int = 0
+    heartbeat_details: Payloads = field(default_factory=Payloads)
+    task: asyncio.Task[None] | None = None
+    remote_since_ms: int | None = None
+    started_ms: int = 0
+    cancel_requested: bool = False
+    cancel_sent: bool = False
+    resolved: bool = False
+
+    @property
+    def token(self) -> bytes:
+        return f"{self.seq}/{self.attempt}".encode()
+
+    @property
+    def schedule_to_close_deadline_ms(self) -> int | None:
+        if self.command.HasField("schedule_to_close_timeout"):
+            ms = int(self.command.schedule_to_close_timeout.ToMilliseconds())
+            if ms > 0:
+                return self.scheduled_ms + ms
+        return None
+
+
+class RunDriver:
+    """Runs one workflow run in this process."""
+
+    def __init__(self, process: Process, run_id: str, *, recovering: bool) -> None:
+        self.process = process
+        self.run_id = run_id
+        self.recovering = recovering
+        self.closed = False
+        self.wake = asyncio.Event()
+        self.inbox_dirty = True
+        self.instance: WorkflowInstance | None = None
+        self.lock = asyncio.Lock()
+        self.tasks: list[WorkflowTask] = []
+        self.completions: list[WorkflowActivationCompletion] = []
+        self.unrecorded_completion: WorkflowActivationCompletion | None = None
+        self.recorded_completions: dict[int, WorkflowActivationCompletion] = {}
+        self.used_flags: set[int] = set()
+        self.activities: dict[int, _Activity] = {}
+        self.timers: dict[int, int] = {}
+        self.outcomes: list[tuple[int, int, AttemptOutcome]] = []
+        self.pending_jobs: list[WorkflowActivationJob] = []
+        self.inbox_cursor = 0
+        self.task_failure: str | None = None
+        self.task_retry_ms = 0
+        self.task_retry_delay_ms = _TASK_RETRY_FIRST_MS
+        self.history_length = 0
+        self.final_completion: WorkflowActivationCompletion | None = None
+        self.row: Any = None
+        self.start_request = StartWorkflowExecutionRequest()
+        self.deadline_ms: int | None = None
+        self.current_task = asyncio.current_task()
+
+    # The DBOS workflow body -------------------------------------------------------------------
+
+    async def run(self) -> dict[str, Any] | None:
+        """Drive the run until it closes; returns the DBOS workflow's output."""
+        row = await self.process.db_call(self.process.store.get_run_by_id, self.run_id)
+        if row is None or row.status != rs.RUNNING:
+            return None
+        self.row = row
+        self.start_request.ParseFromString(row.start_request)
+        self.deadline_ms = rs.run_deadline_ms(self.start_request, row.start_time_ms)
+        recorded: list[dict[str, Any]] = []
+        if self.recovering:
+            steps = await DBOS.list_workflow_steps_async(self.run_id)
+            recorded = [s["output"] for s in steps if s["function_name"] == EVENT_STEP
+                        and s["output"] is not None]
+            self._index_recorded(recorded)
+        self.tasks.append(WorkflowTask(rs.initial_activation(row, self.start_request)))
+        await self._feed(0)
+        while not self.closed:
+            output = await DBOS.run_step_async({"name": EVENT_STEP}, self._next_event)
+            await self._apply_step(output)
+        return self._output()
+
+    def _output(self) -> dict[str, Any]:
+        if self.final_completion is None:
+            return {}
+        return WorkflowTask(WorkflowActivation(), self.final_completion).to_record()
+
+    def _index_recorded(self, recorded: list[dict[str, Any]]) -> None:
+        # Completion k is stored with task k+1: index them by task number for look-ahead
+        # (patch markers must be announced before task k is replayed, DESIGN §9.1).
+        task_no = 0
+        for output in recorded:
+            for data in output.get("records", []):
+                record = record_from_dict(data)
+                if isinstance(record, WorkflowTask):
+                    if record.previous_completion is not None:
+                        self.recorded_completions[task_no] = record.previous_completion
+                    task_no += 1
+
+    async def _apply_step(self, output: dict[str, Any]) -> None:
+        for data in output.get("records", []):
+            record = record_from_dict(data)
+            if isinstance(record, ActivityAttemptFailed):
+                self._apply_attempt_failed(record)
+            else:
+                self.unrecorded_completion = None
+                self.tasks.append(record)
+                await self._feed(len(self.tasks) - 1)
+        if output.get("terminated"):
+            self.closed = True
+            self._stop_activities()
+        elif output.get("timed_out"):
+            await self._close_timed_out(output["timed_out"])
+
+    # Activations ------------------------------------------------------------------------------
+
+    async def _feed(self, index: int) -> None:
+        """Activate task ``index``; act on its commands; check them against the record."""
+        if self.task_failure is not None:
+            return  # Retried from the start by _retry_failed_task once the wait is over.
+        completion = await self._activate_task(index)
+        if completion is None:
+            return
+        self._after_completion(index, completion)
+
+    async def _activate_task(self, index: int) -> WorkflowActivationCompletion | None:
+        task = self.tasks[index]
+        activation = WorkflowActivation()
+        activation.CopyFrom(task.activation)
+        recorded = self.recorded_completions.get(index)
+        activation.is_replaying = recorded is not None
+        if recorded is not None:
+            for command in commands_of(recorded):
+                if command.HasField("set_patch_marker"):
+                    job = WorkflowActivationJob()
+                    job.notify_has_patch.patch_id = command.set_patch_marker.patch_id
+                    activation.jobs.insert(0, job)
+            flags = set(self.used_flags) | set(recorded.successful.used_internal_flags)
+        else:
+            flags = set(self.used_flags)
+        activation.available_internal_flags[:] = sorted(flags)
+        try:
+            async with self.lock:
+                if self.instance is None:
+                    self.instance = self._new_instance(index)
+                completion = await activate(self.instance, activation,
+                                            self.process.activation_executor,
+                                            self._registration().deadlock_timeout)
+        except DeadlockError as err:
+            self.instance = None  # Its thread is stuck; it cannot be reused or evicted.
+            self._task_failed(index, str(err))
+            return None
+        except LookupError as err:
+            self._task_failed(index, str(err))
+            return None
+        if completion.HasField("failed"):
+            self._evict()
+            self._task_failed(index, completion.failed.failure.message or "workflow task failed",
+                              completion.failed.failure.stack_trace)
+            return None
+        if recorded is not None:
+            diff = first_difference(recorded, completion)
+            if diff is not None:
+                self._evict()
+                self._task_failed(index, (
+                    f"nondeterminism in workflow {self.row.workflow_id!r} "
+                    f"(type {self.row.workflow_type!r}, run {self.run_id}) at event {index}: "
+                    f"the history recorded {diff[0]} but the workflow code now issues {diff[1]}; "
+                    "guard changed code with workflow.patched(), or restore the old code "
+                    "until running workflows finish"), nondeterminism=True)
+                return None
+        self.used_flags.update(completion.successful.used_internal_flags)
+        return completion
+
+    def _registration(self) -> Any:
+        reg = self.process.registration(self.row.task_queue, self.row.workflow_type)
+        if reg is None:
+            raise LookupError(
+                f"workflow type {self.row.workflow_type!r} is not registered on any worker of "
+                f"task queue {self.row.task_queue!r} in this process")
+        return reg
+
+    def _new_instance(self, index: int) -> WorkflowInstance:
+        first = self.tasks[0].activation
+        init: InitializeWorkflow = first.jobs[0].initialize_workflow
+        return create_instance(self._registration(), first, init)
+
+    def _evict(self) -> None:
+        instance, self.instance = self.instance, None
+        if instance is None:
+            return
+        evict = WorkflowActivation(run_id=self.run_id)
+        evict.jobs.add().remove_from_cache.message = "evicted"
+        try:
+            instance.activate(evict)
+        except Exception:  # Tear-down only; nothing to report.
+            logger.debug("evicting run %s", self.run_id, exc_info=True)
+
+    def _task_failed(self, index: int, message: str, stack: str = "",
+                     nondeterminism: bool = False) -> None:
+        self.task_failure = message
+        self.task_retry_ms = now_ms() + self.task_retry_delay_ms
+        self.task_retry_delay_ms = min(self.task_retry_delay_ms * 2, _TASK_RETRY_MAX_MS)
+        level = logging.ERROR
+        logger.log(level, "workflow task failed for workflow %r run %s (task %d); it will be "
+                   "retried: %s%s", self.row.workflow_id, self.run_id, index, message,
+                   ("\n" + stack) if stack else "")
+        self.process.spawn(self.process.db_call(self.process.store.update_run, self.run_id,
+                                             task_failure=message[:4000]))
+
+    async def _retry_failed_task(self) -> bool:
+        """Replay every task on a fresh instance (the code may have changed since)."""
+        self._evict()
+        self.task_failure = None
+        self.used_flags.clear()
+        for index in range(len(self.tasks)):
+            completion = await self._activate_task(index)
+            if completion is None:
+                return False
+            if index == len(self.tasks) - 1:
+                self._after_completion(index, completion, replayed=index < len(self.completions))
+        self.task_retry_delay_ms = _TASK_RETRY_FIRST_MS
+        self.process.spawn(self.process.db_call(self.process.store.update_run, self.run_id,
+                                             task_failure=None))
+        return True
+
+    def _after_completion(self, index: int, completion: WorkflowActivationCompletion,
+                          replayed: bool = False) -> None:
+        if replayed:
+            return
+        self.completions.append(completion)
+        if index not in self.recorded_completions:
+            self.unrecorded_completion = completion
+        self.history_length += 3 + len(completion.successful.commands)
+        activation = self.tasks[index].activation
+        commands = commands_of(completion)
+        for command in commands:
+            self._apply_command(command, activation)
+        closing = [c for c in commands if c.WhichOneof("variant") in CLOSING_COMMANDS]
+        if closing and not self.closed:
+            self.final_completion = completion
+            self.closed = True
+            self._stop_activities()
+            self.process.spawn(self._close(completion, closing[0], activation))
+
+    def _apply_command(self, command: WorkflowCommand, activation: WorkflowActivation) -> None:
+        kind = command.WhichOneof("variant")
+        at_ms = int(activation.timestamp.ToMilliseconds())
+        if kind == "schedule_activity":
+            body = command.schedule_activity
+            self.activities[body.seq] = _Activity(body.seq, body, at_ms, next_attempt_ms=at_ms)
+        elif kind == "request_cancel_activity":
+            act = self.activities.get(command.request_cancel_activity.seq)
+            if act is not None:
+                act.cancel_requested = True
+        elif kind == "start_timer":
+            body = command.start_timer
+            self.timers[body.seq] = at_ms + int(body.start_to_fire_timeout.ToMilliseconds())
+        elif kind == "cancel_timer":
+            self.timers.pop(command.cancel_timer.seq, None)
+        elif kind in ("upsert_workflow_search_attributes", "modify_workflow_properties"):
+            self.process.spawn(rs.apply_visibility_command(self.process, self.run_id,
+                                                           command))
+        elif kind in ("respond_to_query", "set_patch_marker") or kind in CLOSING_COMMANDS:
+            pass
+        elif kind is not None:
+            # Children, external signals/cancels, updates and nexus are later issues; say so
+            # plainly rather than leave the workflow waiting forever.
+            logger.error("workflow %r issued %s, which this dbosify version does not carry out "
+                         "yet", self.row.workflow_id, kind)
+
+    def _apply_attempt_failed(self, record: ActivityAttemptFailed) -> None:
+        act = self.activities.get(record.seq)
+        if act is None:
+            return
+        act.attempt = record.attempt + 1
+        act.next_attempt_ms = record.next_attempt_ms
+        act.heartbeat_details = Payloads()
+        act.heartbeat_details.ParseFromString(record.heartbeat_details)
+        act.task = None
+        act.remote_since_ms = None
+
+    # Closing ----------------------------------------------------------------------------------
+
+    async def _close(self, completion: WorkflowActivationCompletion, command: WorkflowCommand,
+                     activation: WorkflowActivation) -> None:
+        try:
+            await self.process.close_run(self, completion, command,
+                                         int(activation.timestamp.ToMilliseconds()))
+        except Exception:
+            logger.exception("closing run %s failed; it will be retried on recovery", self.run_id)
+
+    async def _close_timed_out(self, at_ms: int) -> None:
+        self.closed = True
+        self._stop_activities()
+        event = HistoryEvent(event_type=EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT)
+        event.event_time.FromMilliseconds(at_ms)
+        event.workflow_execution_timed_out_event_attributes.retry_state = \
+            RetryState.RETRY_STATE_TIMEOUT
+        await self.process.close_run_with_event(self, event, at_ms)
+
+    def _stop_activities(self) -> None:
+        for act in self.activities.values():
+            if act.task is not None and not act.task.done():
+                runner = self.process.activity_runner(act.command.task_queue)
+                if runner is not None:
+                    runner.cancel(self._token(act), ActivityCancelReason.CANCELLED)
+        if any(a.remote_since_ms is not None for a in self.activities.values()):
+            self.process.spawn(self.process.db_call(self.process.store.drop_activity_tasks,
+                                                 self.run_id))
+
+    # The live step: wait for the next event ---------------------------------------------------
+
+    def _token(self, act: _Activity) -> bytes:
+        return f"{self.run_id}/".encode() + act.token
+
+    async def _next_event(self) -> dict[str, Any]:
+        records: list[dict[str, Any]] = []
+        poll_s = self.process.poll_interval
+        while True:
+            now = now_ms()
+            if self.task_failure is not None:
+                if now >= self.task_retry_ms and await self._retry_failed_task():
+                    continue
+                await self._wait(min(max(self.task_retry_ms - now, 1) / 1000, poll_s))
+                continue
+            if self.inbox_dirty:
+                stop = await self._read_inbox()
+                if stop is not None:
+                    return {"records": records, **stop}
+            if self.deadline_ms is not None and now >= self.deadline_ms:
+                return {"records": records, "timed_out": now}
+            jobs = self._collect_jobs(now, records)
+            if jobs:
+                activation = WorkflowActivation(run_id=self.run_id,
+                                                history_length=self.history_length)
+                activation.timestamp.FromMilliseconds(now)
+                activation.jobs.extend(jobs)
+                attempts = {
+                    j.resolve_activity.seq: self._attempt_info(j.resolve_activity.seq)
+                    for j in jobs if j.HasField("resolve_activity")
+                }
+                task = WorkflowTask(activation, self.unrecorded_completion, attempts)
+                records.append(task.to_record())
+                return {"records": records}
+            if records:
+                return {"records": records}
+            self._start_due_attempts(now)
+            await self._wait(self._seconds_to_next_deadline(now, poll_s))
+
+    async def _wait(self, seconds: float) -> None:
+        self.wake.clear()
+        if self.outcomes or self.inbox_dirty:
+            return
+        try:
+            await asyncio.wait_for(self.wake.wait(), max(seconds, 0.0))
+        except asyncio.TimeoutError:
+            # A cross-process producer may have written without a wake-up reaching us.
+            self.inbox_dirty = True
+
+    def _seconds_to_next_deadline(self, now: int, cap: float) -> float:
+        deadlines = list(self.timers.values())
+        for act in self.activities.values():
+            if act.resolved:
+                continue
+            if act.task is None and act.remote_since_ms is None:
+                deadlines.append(act.next_attempt_ms)
+            s2c = act.schedule_to_close_deadline_ms
+            if s2c is not None:
+                deadlines.append(s2c)
+        if self.deadline_ms is not None:
+            deadlines.append(self.deadline_ms)
+        if not deadlines:
+            return cap
+        return min(max(min(deadlines) - now, 0) / 1000, cap)
+
+    def _attempt_info(self, seq: int) -> ActivityAttemptInfo:
+        act = self.activities.get(seq)
+        if act is None:
+            return ActivityAttemptInfo(1, now_ms(), self.process.identity)
+        return ActivityAttemptInfo(act.attempt, act.started_ms or now_ms(), self.process.identity)
+
+    def _collect_jobs(self, now: int, records: list[dict[str, Any]]) -> list[WorkflowActivationJob]:
+        jobs: list[WorkflowActivationJob] = list(self.pending_jobs)
+        self.pending_jobs.clear()
+        outcomes, self.outcomes = self.outcomes, []
+        for seq, attempt, outcome in outcomes:
+            job = self._on_outcome(seq, attempt, outcome, now, records)
+            if job is not None:
+                jobs.append(job)
+        for seq, at in sorted(self.timers.items(), key=lambda kv: (kv[1], kv[0])):
+            if at <= now:
+                del self.timers[seq]
+                job = WorkflowActivationJob()
+                job.fire_timer.seq = seq
+                jobs.append(job)
+        for act in list(self.activities.values()):
+            if act.resolved:
+                continue
+            job = self._cancel_or_timeout(act, now)
+            if job is not None:
+                jobs.append(job)
+        return jobs
+
+    def _resolve(self, act: _Activity, resolution: ActivityResolution) -> WorkflowActivationJob:
+        act.resolved = True
+        self.activities.pop(act.seq, None)
+        job = WorkflowActivationJob()
+        job.resolve_activity.seq = act.seq
+        job.resolve_activity.result.CopyFrom(resolution)
+        return job
+
+    def _wrap_failure(self, act: _Activity, cause: Failure,
+                      retry_state: RetryState.ValueType) -> Failure:
+        # Core wraps an activity's own failure before workflow code sees it.
+        wrapper = Failure(message="Activity task failed")
+        info = wrapper.activity_failure_info
+        info.activity_type.name = act.command.activity_type
+        info.activity_id = act.command.activity_id
+        info.identity = self.process.identity
+        info.retry_state = retry_state
+        wrapper.cause.CopyFrom(cause)
+        return wrapper
+
+    def _on_outcome(self, seq: int, attempt: int, outcome: AttemptOutcome, now: int,
+                    records: list[dict[str, Any]]) -> WorkflowActivationJob | None:
+        act = self.activities.get(seq)
+        if act is None or act.resolved or act.attempt != attempt:
+            return None  # Stale: the activity was resolved (cancelled, timed out) already.
+        act.task = None
+        act.remote_since_ms = None
+        act.started_ms = outcome.started_ms
+        result = outcome.result
+        resolution = ActivityResolution()
+        if result.HasField("completed"):
+            resolution.completed.result.CopyFrom(result.completed.result)
+            return self._resolve(act, resolution)
+        if result.HasField("cancelled") or (act.cancel_requested and act.command.cancellation_type
+                                             == ActivityCancellationType.WAIT_CANCELLATION_COMPLETED):
+            cause = result.cancelled.failure if result.HasField("cancelled") else \
+                result.failed.failure
+            resolution.cancelled.failure.CopyFrom(
+                self._wrap_failure(act, cause, RetryState.RETRY_STATE_CANCEL_REQUESTED))
+            return self._resolve(act, resolution)
+        failure = result.failed.failure
+        decision = decide_retry(
+            act.command.retry_policy if act.command.HasField("retry_policy") else None,
+            attempt, failure, now_ms=now,
+            schedule_to_close_deadline_ms=act.schedule_to_close_deadline_ms)
+        if decision.retry and not act.cancel_requested:
+            record = ActivityAttemptFailed(
+                seq=seq, attempt=attempt, started_ms=outcome.started_ms, failed_ms=now,
+                next_attempt_ms=now + decision.delay_ms, failure=failure,
+                heartbeat_details=outcome.heartbeat_details.SerializeToString())
+            self._apply_attempt_failed(record)
+            records.append(record.to_record())
+            logger.info("activity %r (workflow %r) attempt %d failed, retrying in %.1fs: %s",
+                        act.command.activity_type, self.row.workflow_id, attempt,
+                        decision.delay_ms / 1000, failure.message)
+            return None
+        resolution.failed.failure.CopyFrom(self._wrap_failure(act, failure, decision.state))
+        return self._resolve(act, resolution)
+
+    def _cancel_or_timeout(self, act: _Activity, now: int) -> WorkflowActivationJob | None:
+        s2c = act.schedule_to_close_deadline_ms
+        if s2c is not None and now >= s2c:
+            self._send_cancel(act, ActivityCancelReason.TIMED_OUT)
+            cause = Failure(message="activity ScheduleToClose timeout")
+            cause.timeout_failure_info.timeout_type = TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE
+            cause.timeout_failure_info.last_heartbeat_details.CopyFrom(act.heartbeat_details)
+            resolution = ActivityResolution()
+            resolution.failed.failure.CopyFrom(
+                self._wrap_failure(act, cause, RetryState.RETRY_STATE_TIMEOUT))
+            return self._resolve(act, resolution)
+        if act.remote_since_ms is not None and act.command.HasField("schedule_to_start_timeout"):
+            s2s = int(act.command.schedule_to_start_timeout.ToMilliseconds())
+            if s2s > 0 and now >= act.remote_since_ms + s2s and not act.cancel_sent:
+                act.cancel_sent = True
+                self.process.spawn(self._expire_unclaimed(act.seq, act.attempt))
+        if not act.cancel_requested:
+            return None
+        running = act.task is not None or act.remote_since_ms is not None
+        ctype = act.command.cancellation_type
+        if running and ctype != ActivityCancellationType.ABANDON:
+            self._send_cancel(act, ActivityCancelReason.CANCELLED)
+        if running and ctype == ActivityCancellationType.WAIT_CANCELLATION_COMPLETED:
+            return None  # Resolved by the attempt's outcome.
+        cause = Failure(message="Activity cancelled")
+        cause.canceled_failure_info.SetInParent()
+        resolution = ActivityResolution()
+        resolution.cancelled.failure.CopyFrom(
+            self._wrap_failure(act, cause, RetryState.RETRY_STATE_CANCEL_REQUESTED))
+        return self._resolve(act, resolution)
+
+    async def _expire_unclaimed(self, seq: int, attempt: int) -> None:
+        # Only an attempt no worker has claimed can miss its schedule-to-start deadline.
+        if await self.process.db_call(self.process.store.withdraw_activity_task, self.run_id, seq,
+                                   attempt):
+            outcome = AttemptOutcome(ActivityExecutionResult(), now_ms())
+            failure = outcome.result.failed.failure
+            failure.message = "activity ScheduleToStart timeout"
+            failure.timeout_failure_info.timeout_type = TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START
+            self.deliver_outcome(seq, attempt, outcome)
+
+    def _send_cancel(self, act: _Activity, reason: ActivityCancelReason.ValueType) -> None:
+        if act.cancel_sent:
+            return
+        act.cancel_sent = True
+        if act.task is not None:
+            runner = self.process.activity_runner(act.command.task_queue)
+            if runner is not None:
+                runner.cancel(self._token(act), reason)
+
+    def _start_due_attempts(self, now: int) -> None:
+        for act in self.activities.values():
+            if act.resolved or act.task is not None or act.remote_since_ms is not None:
+                continue
+            if act.next_attempt_ms > now or act.cancel_requested:
+                continue
+            start = self._start_proto(act, now)
+            runner = self.process.activity_runner(act.command.task_queue)
+            if runner is not None:
+                act.task = asyncio.get_running_loop().create_task(
+                    self._run_local(act, runner, start), context=contextvars.Context())
+            else:
+                act.remote_since_ms = now
+                self.process.spawn(self.process.db_call(
+                    self.process.store.add_activity_task, self.run_id, act.seq, act.attempt,
+                    act.command.task_queue, rs.encode_remote_task(self._token(act), start)))
+
+    async def _run_local(self, act: _Activity, runner: Any, start: Start) -> None:
+        seq, attempt = act.seq, act.attempt
+        store = self.process.store
+
+        def save(details: Payloads) -> None:
+            self.process.spawn(self.process.db_call(store.save_heartbeat, self.run_id, seq,
+                                                 details.SerializeToString()))
+
+        try:
+            outcome = await runner.execute(self._token(act), start, save)
+        except asyncio.CancelledError:
+            return
+        except Exception as err:  # The runner itself failed; report it as the attempt's failure.
+            outcome = AttemptOutcome(ActivityExecutionResult(), now_ms())
+            outcome.result.failed.failure.message = f"dbosify could not run the activity: {err}"
+        self.deliver_outcome(seq, attempt, outcome)
+
+    def deliver_outcome(self, seq: int, attempt: int, outcome: AttemptOutcome) -> None:
+        """Hand an attempt's outcome to the run (local attempts, or remote ones via the inbox)."""
+        self.outcomes.append((seq, attempt, outcome))
+        self.wake.set()
+
+    def _start_proto(self, act: _Activity, now: int) -> Start:
+        cmd = act.command
+        start = Start(
+            workflow_namespace=self.row.namespace,
+            workflow_type=self.row.workflow_type,
+            activity_id=cmd.activity_id,
+            activity_type=cmd.activity_type,
+            attempt=act.attempt,
+            is_local=False,
+        )
+        start.workflow_execution.workflow_id = self.row.workflow_id
+        start.workflow_execution.run_id = self.run_id
+        for key, value in cmd.headers.items():
+            start.header_fields[key].CopyFrom(value)
+        start.input.extend(cmd.arguments)
+        start.heartbeat_details.extend(act.heartbeat_details.payloads)
+        start.scheduled_time.FromMilliseconds(act.scheduled_ms)
+        start.current_attempt_scheduled_time.FromMilliseconds(max(act.next_attempt_ms,
+                                                                  act.scheduled_ms))
+        start.started_time.FromMilliseconds(now)
+        s2c = act.schedule_to_close_deadline_ms
+        if cmd.HasField("schedule_to_close_timeout"):
+            start.schedule_to_close_timeout.CopyFrom(cmd.schedule_to_close_timeout)
+        stc_ms = int(cmd.start_to_close_timeout.ToMilliseconds()) \
+            if cmd.HasField("start_to_close_timeout") else 0
+        if s2c is not None:
+            # Temporal caps an attempt at what is left of the schedule-to-close budget.
+            left = max(s2c - now, 1)
+            stc_ms = min(stc_ms, left) if stc_ms else left
+        if stc_ms:
+            start.start_to_close_timeout.FromMilliseconds(stc_ms)
+        if cmd.HasField("heartbeat_timeout"):
+            start.heartbeat_timeout.CopyFrom(cmd.heartbeat_timeout)
+        if cmd.HasField("retry_policy"):
+            start.retry_policy.CopyFrom(cmd.retry_policy)
+        if cmd.HasField("priority"):
+            start.priority.CopyFrom(cmd.priority)
+        return start
+
+    # The inbox --------------------------------------------------------------------------------
+
+    async def _read_inbox(self) -> dict[str, Any] | None:
+        self.inbox_dirty = False
+        events = await self.process.db_call(self.process.store.read_inbox, self.run_id,
+                                         self.inbox_cursor)
+        for event in events:
+            self.inbox_cursor = max(self.inbox_cursor, event.id)
+            stop = self._on_inbox(event)
+            if stop is not None:
+                return stop
+        return None
+
+    def _on_inbox(self, event: InboxEvent) -> dict[str, Any] | None:
+        if event.kind == "terminate":
+            return {"terminated": True}
+        if event.kind == "activity_result":
+            token, outcome = rs.decode_remote_outcome(event.payload)
+            parts = token.decode().split("/")
+            if len(parts) == 3 and parts[0] == self.run_id:
+                self.outcomes.append((int(parts[1]), int(parts[2]), outcome))
+            return None
+        job = rs.job_from_inbox(event)
+        if job is not None:
+            self.pending_jobs.append(job)
+        return None
+
+    # Queries ----------------------------------------------------------------------------------
+
+    async def query(self, job: WorkflowActivationJob) -> WorkflowCommand:
+        """Answer a query on the live instance (never recorded)."""
+        async with self.lock:
+            if self.instance is None or self.task_failure is not None:
+                raise LookupError(self.task_failure or "the workflow has no live state yet")
+            activation = WorkflowActivation(run_id=self.run_id, jobs=[job])
+            activation.timestamp.FromMilliseconds(now_ms())
+            completion = await activate(self.instance, activation,
+                                        self.process.activation_executor,
+                                        self._registration().deadlock_timeout)
+        if completion.HasField("failed"):
+            raise LookupError(completion.failed.failure.message)
+        for command in completion.successful.commands:
+            if command.HasField("respond_to_query"):
+                return command
+        raise LookupError("the workflow did not answer the query")
+

@@ -1,0 +1,498 @@
+"""One process's part in dbosify: its database, its DBOS instance, its workers and runs.
+
+DBOS is one object per process (DESIGN §10), so dbosify is too: :func:`process_for` binds the
+process to one database; clients and workers share it. The process plays Temporal's server and
+Core for the runs it owns (DESIGN §9.3, §9.5): it starts them as DBOS workflows, drives them,
+claims runs no worker has yet, takes over the runs of dead processes, and runs activity attempts
+offered by other processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from dbos import DBOS, DBOSConfig, SetWorkflowID
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.bridge.proto.workflow_commands import WorkflowCommand
+from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
+
+from dbosify._exceptions import ConfigurationError
+from dbosify._runtime import _run_state as rs
+from dbosify._runtime._activities import ActivityRunner
+from dbosify._runtime._driver import RunDriver
+from dbosify._runtime._instance import WorkflowRegistration
+from dbosify._runtime._records import RECORD_FORMAT
+from dbosify._store._database import DatabaseURL
+from dbosify._store._store import Store
+
+if TYPE_CHECKING:
+    from dbosify._runtime._closing import Closer
+
+logger = logging.getLogger("dbosify")
+T = TypeVar("T")
+
+APPLICATION_VERSION = f"dbosify-{RECORD_FORMAT}"
+"""DBOS application version of every dbosify process: the engine's, never a hash of user code,
+so an edited notebook cell does not strand runs (DESIGN §9.3)."""
+
+DEFAULT_LEASE_S = 10.0
+_RUN_FUNCTION = "dbosify.run"
+
+
+@DBOS.workflow(name=_RUN_FUNCTION, max_recovery_attempts=1_000_000)
+async def _dbos_run(run_id: str) -> dict[str, Any] | None:
+    """The DBOS workflow of every run: drive it in the process that owns it."""
+    process = _current
+    if process is None:
+        raise ConfigurationError("dbosify run dispatched with no dbosify process active")
+    return await process.execute_run(run_id)
+
+
+_current: Process | None = None
+_current_lock = threading.Lock()
+
+
+def process_for(db: DatabaseURL) -> Process:
+    """The process's binding to ``db``, created on first use.
+
+    One process talks to one database at a time (DESIGN §9.5): asking for another while
+    workers of the first run is an error naming both; with none running, the process switches.
+    """
+    global _current
+    with _current_lock:
+        if _current is not None and _current.db.url == db.url and not _current.closed:
+            return _current
+        if _current is not None and not _current.closed:
+            if _current.workers:
+                raise ConfigurationError(
+                    f"this process already uses the database {_current.db.redacted} (with "
+                    f"running workers); it cannot also use {db.redacted}. Shut the workers "
+                    "down first, or use another process.")
+            _current.close()
+        _current = Process(db)
+        return _current
+
+
+def current_process() -> Process | None:
+    """The live binding, if any."""
+    return _current if _current is not None and not _current.closed else None
+
+
+class Process:
+    """dbosify's state in this process for one database."""
+
+    def __init__(self, db: DatabaseURL) -> None:
+        self.db = db
+        self.store = Store(db)
+        self.closed = False
+        self.executor_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        self.lease_s = float(os.environ.get("DBOSIFY_LEASE_SECONDS", DEFAULT_LEASE_S))
+        self.poll_interval = 0.1 if db.dialect == "sqlite" else 1.0
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.workers: list[Any] = []
+        self.drivers: dict[str, RunDriver] = {}
+        self.fresh_runs: set[str] = set()
+        self.activation_executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=32, thread_name_prefix="dbosify-workflow")
+        self.db_executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=16, thread_name_prefix="dbosify-db")
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._close_waiters: dict[str, list[asyncio.Future[bytes]]] = {}
+        self._dbos_launched = False
+        self._maintain_task: asyncio.Task[None] | None = None
+        self._wake_maintain = asyncio.Event()
+        self._listener: threading.Thread | None = None
+        self._listener_stop = threading.Event()
+        self._inbox_cursor = 0
+        self._closer: Closer | None = None
+        self.queue_name = f"dbosify-{self.executor_id}"
+
+    # Small helpers ----------------------------------------------------------------------------
+
+    async def db_call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking database call off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.db_executor, lambda: fn(*args))
+
+    def spawn(self, coro: Coroutine[Any, Any, Any] | Awaitable[Any]) -> None:
+        """Run a background coroutine on the engine loop, logging (not losing) its failure."""
+        loop = self.loop or asyncio.get_event_loop()
+        task = asyncio.ensure_future(coro, loop=loop)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Future[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                logger.error("dbosify background task failed", exc_info=t.exception())
+
+        task.add_done_callback(done)
+
+    # Workers ----------------------------------------------------------------------------------
+
+    def registration(self, task_queue: str, workflow_type: str) -> WorkflowRegistration | None:
+        """The definition a running worker of ``task_queue`` has for ``workflow_type``."""
+        for worker in reversed(self.workers):
+            if worker.task_queue == task_queue and not worker.stopping:
+                reg = worker.workflow_registrations.get(workflow_type) or \
+                    worker.workflow_registrations.get("")
+                if reg is not None:
+                    return reg  # type: ignore[no-any-return]
+        return None
+
+    def activity_runner(self, task_queue: str) -> ActivityRunner | None:
+        """The activity runner of a running worker of ``task_queue`` in this process."""
+        for worker in reversed(self.workers):
+            if worker.task_queue == task_queue and not worker.stopping and \
+                    worker.activity_runner is not None:
+                return worker.activity_runner  # type: ignore[no-any-return]
+        return None
+
+    def serves_workflows(self, task_queue: str) -> bool:
+        """Whether a running worker here takes workflow runs of ``task_queue``."""
+        return any(w.task_queue == task_queue and not w.stopping and w.workflow_registrations
+                   for w in self.workers)
+
+    def workflow_queues(self) -> set[str]:
+        return {w.task_queue for w in self.workers if not w.stopping and w.workflow_registrations}
+
+    def activity_queues(self) -> set[str]:
+        return {w.task_queue for w in self.workers if not w.stopping and w.activity_runner}
+
+    async def add_worker(self, worker: Any) -> None:
+        """Start serving a worker's task queue in this process."""
+        loop = asyncio.get_running_loop()
+        if self.loop is not None and self.loop is not loop and self.workers:
+            raise ConfigurationError(
+                "all dbosify workers of a process must run on one event loop; this worker "
+                "runs on another loop than the workers already running")
+        self.loop = loop
+        if getattr(worker, "identity", None):
+            self.identity = worker.identity
+        await self._ensure_dbos()
+        self.workers.append(worker)
+        await self.db_call(self.store.register_process, self.executor_id, self.identity,
+                           self.workflow_queues() | self.activity_queues())
+        if self._maintain_task is None or self._maintain_task.done():
+            self._wake_maintain = asyncio.Event()
+            self._maintain_task = loop.create_task(self._maintain())
+        self._start_listener()
+        self._wake_maintain.set()
+
+    async def remove_worker(self, worker: Any) -> None:
+        """Stop a worker's runs here and give them back, so another worker takes them."""
+        queue = worker.task_queue
+        if not self.serves_workflows(queue) or all(w is worker for w in self.workers
+                                                   if w.task_queue == queue):
+            drivers = [d for d in self.drivers.values()
+                       if d.row is not None and d.row.task_queue == queue]
+            for driver in drivers:
+                task = driver.current_task
+                if task is not None and not task.done():
+                    task.cancel()
+            await asyncio.gather(*(d.current_task for d in drivers if d.current_task),
+                                 return_exceptions=True)
+            await self.db_call(self.store.release_runs, [d.run_id for d in drivers],
+                               self.executor_id)
+        if worker in self.workers:
+            self.workers.remove(worker)
+        if not self.workers:
+            if self._maintain_task is not None:
+                self._maintain_task.cancel()
+                await asyncio.gather(self._maintain_task, return_exceptions=True)
+                self._maintain_task = None
+            self._stop_listener()
+            await self.db_call(self.store.stop_process, self.executor_id)
+
+    # DBOS -------------------------------------------------------------------------------------
+
+    async def _ensure_dbos(self) -> None:
+        if self._dbos_launched:
+            return
+        config: DBOSConfig = {
+            "name": "dbosify",
+            "system_database_url": self.db.url,
+            # Unique per process: DBOS's shared default "local" lets two live processes take
+            # each other's in-flight runs at launch (DESIGN §10).
+            "executor_id": self.executor_id,
+            "application_version": APPLICATION_VERSION,
+            "log_level": os.environ.get("DBOSIFY_DBOS_LOG_LEVEL", "WARNING"),
+        }
+
+        def launch() -> None:
+            DBOS(config=config)
+            # Only this process's own queue: runs it takes over are resumed onto it, so no
+            # other process (a client, or a worker of other task queues) dequeues them.
+            DBOS.listen_queues([self.queue_name])
+            DBOS.launch()
+            DBOS.register_queue(self.queue_name, polling_interval_sec=0.25)
+
+        # Launched off the loop: DBOS adopts a running loop it is launched on (DESIGN §10).
+        await asyncio.get_running_loop().run_in_executor(None, launch)
+        self._dbos_launched = True
+
+    async def execute_run(self, run_id: str) -> dict[str, Any] | None:
+        """The body of a run's DBOS workflow: drive it on the engine loop."""
+        loop = asyncio.get_running_loop()
+        if self.loop is not None and loop is not self.loop and self.loop.is_running():
+            # Dispatched by DBOS on its own loop (a takeover): hop to the workers' loop, which
+            # carries the DBOS context along (run_coroutine_threadsafe copies contextvars).
+            future = asyncio.run_coroutine_threadsafe(self._drive(run_id), self.loop)
+            return await asyncio.wrap_future(future)
+        return await self._drive(run_id)
+
+    async def _drive(self, run_id: str) -> dict[str, Any] | None:
+        recovering = run_id not in self.fresh_runs
+        self.fresh_runs.discard(run_id)
+        driver = RunDriver(self, run_id, recovering=recovering)
+        self.drivers[run_id] = driver
+        try:
+            return await driver.run()
+        finally:
+            if self.drivers.get(run_id) is driver:
+                del self.drivers[run_id]
+
+    async def start_run(self, run_id: str) -> None:
+        """Start a run this process has just created and owns (no DBOS workflow exists yet)."""
+        await self._ensure_dbos()
+        self.fresh_runs.add(run_id)
+        with SetWorkflowID(run_id):
+            await DBOS.start_workflow_async(_dbos_run, run_id)
+
+    async def adopt_run(self, run_id: str) -> None:
+        """Run a run this process has just claimed: start it, or resume its DBOS workflow."""
+        if run_id in self.drivers:
+            return
+        status = await DBOS.get_workflow_status_async(run_id)
+        if status is None:
+            await self.start_run(run_id)
+        elif status.status == "PENDING" or status.status == "ENQUEUED":
+            await DBOS.resume_workflow_async(run_id, queue_name=self.queue_name)
+        else:
+            logger.warning("run %s is RUNNING for dbosify but its DBOS workflow is %s",
+                           run_id, status.status)
+
+    def launch_local(self, run_id: str) -> None:
+        """Start a new run from any thread or loop (the client may not be on the engine loop)."""
+        loop = self.loop
+        if loop is None:
+            return
+        coro = self.start_run(run_id)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self.spawn(coro)
+        else:
+            asyncio.run_coroutine_threadsafe(coro, loop)
+
+    # Runs closing and waiting -----------------------------------------------------------------
+
+    def closer(self) -> Closer:
+        if self._closer is None:
+            from dbosify._runtime._closing import Closer
+            self._closer = Closer(self)
+        return self._closer
+
+    async def close_run(self, driver: RunDriver, completion: WorkflowActivationCompletion,
+                        command: WorkflowCommand, at_ms: int) -> None:
+        """Record a run's close (and start its continuation), then wake whoever waits on it."""
+        await self.closer().close_from_command(driver, completion, command, at_ms)
+
+    async def close_run_with_event(self, driver: RunDriver, event: HistoryEvent,
+                                   at_ms: int) -> None:
+        """Record a close the engine decided (timeout)."""
+        await self.closer().close_with_event(driver.run_id, event, at_ms, driver.history_length)
+
+    def notify_closed(self, run_id: str, close_event: bytes) -> None:
+        """Wake in-process waiters of a run's result."""
+        for future in self._close_waiters.pop(run_id, []):
+            loop = future.get_loop()
+            loop.call_soon_threadsafe(_set_if_pending, future, close_event)
+
+    def wait_closed(self, run_id: str) -> asyncio.Future[bytes]:
+        """A future resolved with the close event when this process closes the run."""
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._close_waiters.setdefault(run_id, []).append(future)
+        return future
+
+    def forget_waiter(self, run_id: str, future: asyncio.Future[bytes]) -> None:
+        waiters = self._close_waiters.get(run_id)
+        if waiters and future in waiters:
+            waiters.remove(future)
+            if not waiters:
+                del self._close_waiters[run_id]
+
+    def wake_run(self, run_id: str) -> None:
+        """An event was written for a run: wake its driver if it is here."""
+        driver = self.drivers.get(run_id)
+        loop = self.loop
+        if driver is None or loop is None:
+            return
+
+        def wake() -> None:
+            driver.inbox_dirty = True
+            driver.wake.set()
+
+        loop.call_soon_threadsafe(wake)
+
+    def wake_dispatch(self) -> None:
+        """New work may be waiting for this process's workers (runs, activity attempts)."""
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake_maintain.set)
+
+    # Background maintenance -------------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        """Heartbeat, claim runs and activity attempts, take over runs of dead processes."""
+        last_heartbeat = 0.0
+        last_takeover = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                now = loop.time()
+                queues = self.workflow_queues()
+                if now - last_heartbeat >= self.lease_s / 4:
+                    last_heartbeat = now
+                    await self.db_call(self.store.heartbeat_process, self.executor_id,
+                                       queues | self.activity_queues())
+                if now - last_takeover >= min(self.lease_s / 4, 2.0):
+                    last_takeover = now
+                    await self._take_over(queues)
+                for run_id in await self.db_call(self.store.claim_unowned_runs, queues,
+                                                 self.executor_id, 8):
+                    await self.adopt_run(run_id)
+                await self._claim_activity_tasks()
+                if self.db.dialect == "sqlite":
+                    await self._poll_inbox()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("dbosify worker maintenance failed; retrying")
+            self._wake_maintain.clear()
+            try:
+                await asyncio.wait_for(self._wake_maintain.wait(), self.poll_interval)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _take_over(self, queues: set[str]) -> None:
+        dead = await self.db_call(self.store.dead_processes, int(self.lease_s * 1000),
+                                  self.identity, self.executor_id)
+        if not dead:
+            return
+        for run_id in await self.db_call(self.store.take_over_runs, queues, dead,
+                                         self.executor_id):
+            logger.info("taking over run %s from a process that stopped", run_id)
+            await self.adopt_run(run_id)
+        self._dead_owners = dead
+
+    _dead_owners: list[str] = []
+
+    async def _claim_activity_tasks(self) -> None:
+        queues = self.activity_queues()
+        if not queues:
+            return
+        free = sum(max(0, w.max_concurrent_activities - w.activity_runner.running)
+                   for w in self.workers if w.activity_runner is not None and not w.stopping)
+        rows = await self.db_call(self.store.claim_activity_tasks, queues, self.executor_id,
+                                  min(free, 8), self._dead_owners)
+        for row in rows:
+            runner = self.activity_runner(row.task_queue)
+            if runner is None:
+                continue
+            self.spawn(self._run_remote_attempt(runner, row))
+
+    async def _run_remote_attempt(self, runner: ActivityRunner, row: Any) -> None:
+        token, start = rs.decode_remote_task(row.payload)
+        outcome = await runner.execute(token, start)
+        await self.db_call(self.store.finish_activity_task, row.id, row.run_id,
+                           rs.encode_remote_outcome(token, outcome), token.decode())
+        self.wake_run(row.run_id)
+
+    async def _poll_inbox(self) -> None:
+        # SQLite has no push: a cheap look for events written by other processes.
+        cursor, runs = await self.db_call(self.store.runs_with_inbox_after, self._inbox_cursor)
+        self._inbox_cursor = cursor
+        for run_id in runs:
+            self.wake_run(run_id)
+
+    # Postgres LISTEN/NOTIFY -------------------------------------------------------------------
+
+    def _start_listener(self) -> None:
+        if not self.store.is_postgres or self._listener is not None:
+            return
+        self._listener_stop.clear()
+        self._listener = threading.Thread(target=self._listen, name="dbosify-listen",
+                                          daemon=True)
+        self._listener.start()
+
+    def _stop_listener(self) -> None:
+        self._listener_stop.set()
+        if self._listener is not None:
+            self._listener.join(timeout=5)
+        self._listener = None
+
+    def _listen(self) -> None:
+        import psycopg
+
+        while not self._listener_stop.is_set():
+            try:
+                conninfo = self.db.url.replace("postgresql+psycopg://", "postgresql://")
+                with psycopg.connect(conninfo, autocommit=True) as conn:
+                    conn.execute("LISTEN dbosify")
+                    while not self._listener_stop.is_set():
+                        for note in conn.notifies(timeout=0.5, stop_after=64):
+                            self._on_notify(note.payload)
+            except Exception:
+                logger.warning("dbosify notification listener lost its connection; "
+                               "reconnecting", exc_info=True)
+                self._listener_stop.wait(1.0)
+
+    def _on_notify(self, payload: str) -> None:
+        kind, _, key = payload.partition(":")
+        if kind == "inbox":
+            self.wake_run(key)
+        elif kind in ("run", "activity"):
+            self.wake_dispatch()
+
+    # Shutdown ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the database and DBOS (no workers may be running)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._stop_listener()
+        if self._dbos_launched:
+            DBOS.destroy(destroy_registry=False)
+            self._dbos_launched = False
+            if self.loop is not None and not self.loop.is_closed():
+                # DBOS's async APIs set the loop's default executor to DBOS's own pool, which
+                # destroy() shuts down; without a new one asyncio.to_thread would fail.
+                self.loop.set_default_executor(concurrent.futures.ThreadPoolExecutor())
+        self.activation_executor.shutdown(wait=False)
+        self.db_executor.shutdown(wait=False)
+        self.store.close()
+
+
+def _set_if_pending(future: asyncio.Future[bytes], value: bytes) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def close_current() -> None:
+    """Close this process's binding (tests, and switching databases)."""
+    global _current
+    with _current_lock:
+        if _current is not None:
+            _current.close()
+            _current = None

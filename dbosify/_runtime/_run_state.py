@@ -1,0 +1,187 @@
+"""Translations between what is stored for a run and what its workflow code is fed."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from temporalio.api.common.v1 import Payloads, SearchAttributes
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.api.workflowservice.v1 import (
+    RequestCancelWorkflowExecutionRequest,
+    SignalWorkflowExecutionRequest,
+    StartWorkflowExecutionRequest,
+)
+from temporalio.bridge.proto.activity_result import ActivityExecutionResult
+from temporalio.bridge.proto.activity_task import Start
+from temporalio.bridge.proto.workflow_activation import WorkflowActivation, WorkflowActivationJob
+from temporalio.bridge.proto.workflow_commands import WorkflowCommand
+
+from dbosify._runtime._activities import AttemptOutcome
+from dbosify._store._store import InboxEvent
+
+if TYPE_CHECKING:
+    from dbosify._runtime._process import Process
+
+RUNNING = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+DEFAULT_WORKFLOW_TASK_TIMEOUT_S = 10
+
+
+def run_deadline_ms(req: StartWorkflowExecutionRequest, start_ms: int) -> int | None:
+    """When the run times out: its run timeout, else its execution timeout."""
+    for timeout in (req.workflow_run_timeout, req.workflow_execution_timeout):
+        ms = int(timeout.ToMilliseconds())
+        if ms > 0:
+            return start_ms + ms
+    return None
+
+
+def initial_activation(row: Any, req: StartWorkflowExecutionRequest) -> WorkflowActivation:
+    """The run's first activation (``InitializeWorkflow``), derived from its start request so
+    it needs no commit of its own."""
+    activation = WorkflowActivation(run_id=row.run_id, history_length=3)
+    activation.timestamp.FromMilliseconds(row.execution_time_ms)
+    init = activation.jobs.add().initialize_workflow
+    init.workflow_type = req.workflow_type.name
+    init.workflow_id = req.workflow_id
+    init.arguments.extend(req.input.payloads)
+    # Stored signed in a BIGINT; Core's seed is the unsigned 64-bit value.
+    init.randomness_seed = row.randomness_seed & 0xFFFF_FFFF_FFFF_FFFF
+    for key, value in req.header.fields.items():
+        init.headers[key].CopyFrom(value)
+    init.identity = req.identity
+    if row.parent_workflow_id:
+        init.parent_workflow_info.namespace = row.namespace
+        init.parent_workflow_info.workflow_id = row.parent_workflow_id
+        init.parent_workflow_info.run_id = row.parent_run_id or ""
+    if req.HasField("workflow_execution_timeout"):
+        init.workflow_execution_timeout.CopyFrom(req.workflow_execution_timeout)
+    if req.HasField("workflow_run_timeout"):
+        init.workflow_run_timeout.CopyFrom(req.workflow_run_timeout)
+    if req.HasField("workflow_task_timeout"):
+        init.workflow_task_timeout.CopyFrom(req.workflow_task_timeout)
+    else:
+        init.workflow_task_timeout.FromSeconds(DEFAULT_WORKFLOW_TASK_TIMEOUT_S)
+    init.continued_from_execution_run_id = row.continued_from_run_id or ""
+    if req.HasField("continued_failure"):
+        init.continued_failure.CopyFrom(req.continued_failure)
+    if req.HasField("last_completion_result"):
+        init.last_completion_result.CopyFrom(req.last_completion_result)
+    init.first_execution_run_id = row.first_execution_run_id
+    if req.HasField("retry_policy"):
+        init.retry_policy.CopyFrom(req.retry_policy)
+    init.attempt = row.attempt
+    init.cron_schedule = req.cron_schedule
+    if req.HasField("memo"):
+        init.memo.CopyFrom(req.memo)
+    if req.HasField("search_attributes"):
+        init.search_attributes.CopyFrom(req.search_attributes)
+    init.start_time.FromMilliseconds(row.start_time_ms)
+    init.original_execution_run_id = row.run_id
+    if req.HasField("priority"):
+        init.priority.CopyFrom(req.priority)
+    return activation
+
+
+def job_from_inbox(event: InboxEvent) -> WorkflowActivationJob | None:
+    """The activation job for a signal or cancel request written to a run's inbox."""
+    job = WorkflowActivationJob()
+    if event.kind == "signal":
+        signal = SignalWorkflowExecutionRequest()
+        signal.ParseFromString(event.payload)
+        job.signal_workflow.signal_name = signal.signal_name
+        job.signal_workflow.input.extend(signal.input.payloads)
+        job.signal_workflow.identity = signal.identity
+        for key, value in signal.header.fields.items():
+            job.signal_workflow.headers[key].CopyFrom(value)
+        return job
+    if event.kind == "cancel":
+        cancel = RequestCancelWorkflowExecutionRequest()
+        cancel.ParseFromString(event.payload)
+        job.cancel_workflow.reason = cancel.reason
+        return job
+    return None
+
+
+def _pack(**parts: bytes | int | str | None) -> bytes:
+    return json.dumps({k: base64.b64encode(v).decode() if isinstance(v, bytes) else v
+                       for k, v in parts.items()}).encode()
+
+
+def encode_remote_task(token: bytes, start: Start) -> bytes:
+    """An activity attempt offered to the workers of another process."""
+    return _pack(token=token, start=start.SerializeToString())
+
+
+def decode_remote_task(payload: bytes) -> tuple[bytes, Start]:
+    """Inverse of :func:`encode_remote_task`."""
+    data = json.loads(payload)
+    start = Start()
+    start.ParseFromString(base64.b64decode(data["start"]))
+    return base64.b64decode(data["token"]), start
+
+
+def encode_remote_outcome(token: bytes, outcome: AttemptOutcome) -> bytes:
+    """An attempt's outcome, written by the process that ran it to the run's inbox."""
+    return _pack(token=token, result=outcome.result.SerializeToString(),
+                 started_ms=outcome.started_ms,
+                 heartbeat=outcome.heartbeat_details.SerializeToString())
+
+
+def decode_remote_outcome(payload: bytes) -> tuple[bytes, AttemptOutcome]:
+    """Inverse of :func:`encode_remote_outcome`."""
+    data = json.loads(payload)
+    result = ActivityExecutionResult()
+    result.ParseFromString(base64.b64decode(data["result"]))
+    details = Payloads()
+    details.ParseFromString(base64.b64decode(data["heartbeat"]))
+    return base64.b64decode(data["token"]), AttemptOutcome(result, data["started_ms"], details)
+
+
+def search_attribute_rows(attrs: SearchAttributes) -> list[dict[str, Any]]:
+    """Rows of ``dbosify_search_attributes`` for Temporal search attributes (typed payloads)."""
+    rows: list[dict[str, Any]] = []
+    for name, payload in attrs.indexed_fields.items():
+        kind = payload.metadata.get("type", b"").decode() or "Keyword"
+        if not payload.data:
+            continue
+        value = json.loads(payload.data)
+        if value is None:
+            continue
+        values = value if isinstance(value, list) else [value]
+        if kind == "KeywordList" or isinstance(value, list):
+            kind = "KeywordList" if kind in ("KeywordList", "Keyword") else kind
+        for item in values:
+            row: dict[str, Any] = {"name": name, "type": kind}
+            if kind in ("Keyword", "Text", "KeywordList"):
+                row["value_text"] = str(item)
+            elif kind == "Int":
+                row["value_int"] = int(item)
+            elif kind == "Double":
+                row["value_double"] = float(item)
+            elif kind == "Bool":
+                row["value_bool"] = bool(item)
+            elif kind == "Datetime":
+                when = datetime.fromisoformat(str(item).replace("Z", "+00:00"))
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=timezone.utc)
+                row["value_time_ms"] = int(when.timestamp() * 1000)
+            else:
+                row["value_text"] = str(item)
+            rows.append(row)
+    return rows
+
+
+async def apply_visibility_command(process: Process, run_id: str,
+                                   command: WorkflowCommand) -> None:
+    """Carry a search-attribute or memo upsert into the visibility tables (idempotent, so
+    replaying it is harmless)."""
+    if command.HasField("upsert_workflow_search_attributes"):
+        attrs = command.upsert_workflow_search_attributes.search_attributes
+        await process.db_call(process.store.upsert_search_attributes, run_id,
+                              list(attrs.indexed_fields), search_attribute_rows(attrs))
+    elif command.HasField("modify_workflow_properties"):
+        memo = command.modify_workflow_properties.upserted_memo
+        await process.db_call(process.store.upsert_memo, run_id, memo)

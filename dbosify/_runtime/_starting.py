@@ -1,0 +1,144 @@
+"""Creating runs: Temporal's workflow-id reuse and conflict policies, in one transaction."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from temporalio.api.enums.v1 import (
+    EventType,
+    WorkflowExecutionStatus,
+    WorkflowIdConflictPolicy,
+    WorkflowIdReusePolicy,
+)
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
+
+from dbosify._runtime._run_state import search_attribute_rows
+from dbosify._store._store import Store, now_ms
+from dbosify.history._seed import core_randomness_seed
+
+S = WorkflowExecutionStatus
+_FAILED_LIKE = {S.WORKFLOW_EXECUTION_STATUS_FAILED, S.WORKFLOW_EXECUTION_STATUS_CANCELED,
+                S.WORKFLOW_EXECUTION_STATUS_TERMINATED, S.WORKFLOW_EXECUTION_STATUS_TIMED_OUT}
+
+
+class WorkflowAlreadyStarted(Exception):
+    """A start was refused by the workflow id policies; ``run_id`` is the run in the way."""
+
+    def __init__(self, workflow_id: str, workflow_type: str, run_id: str) -> None:
+        super().__init__(f"workflow execution already started: workflow id {workflow_id!r}")
+        self.workflow_id = workflow_id
+        self.workflow_type = workflow_type
+        self.run_id = run_id
+
+
+@dataclass(frozen=True)
+class StartedRun:
+    """The run a start resolved to."""
+
+    run_id: str
+    created: bool
+    """False when an existing run was returned (same request id, or USE_EXISTING)."""
+
+
+def terminated_event(reason: str, identity: str, at_ms: int) -> HistoryEvent:
+    """A WORKFLOW_EXECUTION_TERMINATED close event."""
+    event = HistoryEvent(event_type=EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED)
+    event.event_time.FromMilliseconds(at_ms)
+    attrs = event.workflow_execution_terminated_event_attributes
+    attrs.reason = reason
+    attrs.identity = identity
+    return event
+
+
+def start_run(store: Store, req: StartWorkflowExecutionRequest, *, owner: str | None,
+              apply_policies: bool = True, run_id: str | None = None,
+              first_execution_run_id: str | None = None, attempt: int = 1,
+              continued_from_run_id: str | None = None,
+              conn: sa.Connection | None = None) -> StartedRun:
+    """Create a run for ``req`` (or resolve to an existing one, per its policies)."""
+    if conn is None:
+        with store.engine.begin() as c:
+            return start_run(store, req, owner=owner, apply_policies=apply_policies,
+                             run_id=run_id, first_execution_run_id=first_execution_run_id,
+                             attempt=attempt, continued_from_run_id=continued_from_run_id,
+                             conn=c)
+    namespace = req.namespace or "default"
+    if apply_policies:
+        existing = _apply_policies(store, conn, req, namespace)
+        if existing is not None:
+            return existing
+    run_id = run_id or str(uuid.uuid4())
+    start_ms = now_ms()
+    delay_ms = int(req.workflow_start_delay.ToMilliseconds())
+    values: dict[str, Any] = {
+        "run_id": run_id,
+        "namespace": namespace,
+        "workflow_id": req.workflow_id,
+        "first_execution_run_id": first_execution_run_id or run_id,
+        "workflow_type": req.workflow_type.name,
+        "task_queue": req.task_queue.name,
+        "status": S.WORKFLOW_EXECUTION_STATUS_RUNNING,
+        "start_time_ms": start_ms,
+        "execution_time_ms": start_ms + delay_ms,
+        "start_request": req.SerializeToString(),
+        "request_id": req.request_id or None,
+        # Core derives the seed from the run id; so must we, or temporalio's Replayer would
+        # replay workflow.random() differently (see dbosify.history._seed).
+        "randomness_seed": _signed64(core_randomness_seed(run_id)),
+        "attempt": attempt,
+        "continued_from_run_id": continued_from_run_id,
+        "memo": req.memo.SerializeToString() if req.HasField("memo") else None,
+        "owner": owner,
+    }
+    store.insert_run(conn, values, search_attribute_rows(req.search_attributes))
+    return StartedRun(run_id, True)
+
+
+def _signed64(value: int) -> int:
+    # BIGINT columns are signed; the seed is read back with & 0xFFFF_FFFF_FFFF_FFFF.
+    return value - (1 << 64) if value >= (1 << 63) else value
+
+
+def _apply_policies(store: Store, conn: sa.Connection, req: StartWorkflowExecutionRequest,
+                    namespace: str) -> StartedRun | None:
+    running = store.running_run(conn, namespace, req.workflow_id)
+    conflict = req.workflow_id_conflict_policy
+    reuse = req.workflow_id_reuse_policy
+    if running is not None:
+        if req.request_id and running.request_id == req.request_id:
+            return StartedRun(running.run_id, False)  # A retried start.
+        if conflict == WorkflowIdConflictPolicy.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING:
+            return StartedRun(running.run_id, False)
+        if conflict == WorkflowIdConflictPolicy.WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING or \
+                reuse == WorkflowIdReusePolicy.WORKFLOW_ID_REUSE_POLICY_TERMINATE_IF_RUNNING:
+            terminate_in(store, conn, running.run_id,
+                         "terminated by a new start (workflow id conflict policy)", req.identity)
+        else:
+            raise WorkflowAlreadyStarted(req.workflow_id, running.workflow_type, running.run_id)
+    latest = store.latest_run(conn, namespace, req.workflow_id)
+    if latest is None or latest.status == S.WORKFLOW_EXECUTION_STATUS_RUNNING:
+        return None
+    if reuse == WorkflowIdReusePolicy.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE:
+        raise WorkflowAlreadyStarted(req.workflow_id, latest.workflow_type, latest.run_id)
+    if reuse == WorkflowIdReusePolicy.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY and \
+            latest.status not in _FAILED_LIKE:
+        raise WorkflowAlreadyStarted(req.workflow_id, latest.workflow_type, latest.run_id)
+    return None
+
+
+def terminate_in(store: Store, conn: sa.Connection, run_id: str, reason: str,
+                 identity: str, details: bytes | None = None) -> bool:
+    """Close a running run as terminated and wake its driver (inside ``conn``'s transaction)."""
+    at = now_ms()
+    event = terminated_event(reason, identity, at)
+    if details:
+        event.workflow_execution_terminated_event_attributes.details.ParseFromString(details)
+    closed = store.close_run(run_id, S.WORKFLOW_EXECUTION_STATUS_TERMINATED,
+                             event.SerializeToString(), at, 0, conn=conn)
+    if closed:
+        store.append_inbox(run_id, "terminate", b"", conn=conn)
+    return closed

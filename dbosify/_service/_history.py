@@ -1,0 +1,144 @@
+"""Reading a run's records back: its Temporal history, and a replayed instance for queries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from dbos import DBOSClient
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
+from temporalio.bridge.proto.workflow_activation import WorkflowActivation, WorkflowActivationJob
+from temporalio.bridge.proto.workflow_commands import WorkflowCommand
+from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
+
+from dbosify._runtime._driver import EVENT_STEP
+from dbosify._runtime._instance import activate, create_instance
+from dbosify._runtime._process import Process
+from dbosify._runtime._records import WorkflowTask, record_from_dict
+from dbosify._runtime._run_state import initial_activation
+from dbosify.history import build_history
+
+logger = logging.getLogger("dbosify")
+
+
+@dataclass
+class RunRecords:
+    """Everything recorded for one run."""
+
+    row: Any
+    start_request: StartWorkflowExecutionRequest
+    tasks: list[WorkflowTask]
+    final_completion: WorkflowActivationCompletion | None
+
+    def history(self, identity: str) -> list[HistoryEvent]:
+        """The run's Temporal history."""
+        close: HistoryEvent | None = None
+        if self.row.close_event:
+            close = HistoryEvent()
+            close.ParseFromString(self.row.close_event)
+        return build_history(
+            run_id=self.row.run_id,
+            start_request=self.start_request,
+            start_time_ms=self.row.start_time_ms,
+            first_execution_run_id=self.row.first_execution_run_id,
+            tasks=self.tasks,
+            final_completion=self.final_completion,
+            close_event=close,
+            attempt=self.row.attempt,
+            continued_from_run_id=self.row.continued_from_run_id,
+            identity=identity,
+            parent_workflow_id=self.row.parent_workflow_id,
+            parent_run_id=self.row.parent_run_id,
+        )
+
+
+class RecordReader:
+    """Reads DBOS step outputs of runs, from any process (a client needs no launched DBOS)."""
+
+    def __init__(self, process: Process) -> None:
+        self.process = process
+        self._client: DBOSClient | None = None
+
+    def _dbos_client(self) -> DBOSClient:
+        if self._client is None:
+            self._client = DBOSClient(system_database_url=self.process.db.url, lazy=True)
+        return self._client
+
+    def _read(self, run_id: str) -> tuple[list[dict[str, Any]], Any]:
+        client = self._dbos_client()
+        try:
+            steps = client.list_workflow_steps(run_id)
+            status = client.retrieve_workflow(run_id).get_status()
+        except Exception:
+            # No DBOS workflow yet (no worker has taken the run), or no DBOS tables at all.
+            return [], None
+        outputs = [s["output"] for s in steps
+                   if s["function_name"] == EVENT_STEP and s["output"] is not None]
+        return outputs, status.output
+
+    async def records(self, row: Any) -> RunRecords:
+        """The run's recorded tasks (task 0 derived from its start request)."""
+        req = StartWorkflowExecutionRequest()
+        req.ParseFromString(row.start_request)
+        outputs, final = await self.process.db_call(self._read, row.run_id)
+        tasks = [WorkflowTask(initial_activation(row, req))]
+        for output in outputs:
+            for data in output.get("records", []):
+                record = record_from_dict(data)
+                if isinstance(record, WorkflowTask):
+                    tasks.append(record)
+        final_completion = None
+        if isinstance(final, dict) and final.get("previous_completion"):
+            final_completion = record_from_dict(final).previous_completion  # type: ignore[union-attr]
+        return RunRecords(row, req, tasks, final_completion)
+
+    def close(self) -> None:
+        """Release the DBOS client's connections."""
+        if self._client is not None:
+            self._client.destroy()
+            self._client = None
+
+
+async def replay_query(process: Process, records: RunRecords,
+                       job: WorkflowActivationJob) -> WorkflowCommand:
+    """Answer a query by replaying the recorded tasks on a fresh instance (a closed run, or one
+    driven by another process: the answer reflects the last recorded event)."""
+    row = records.row
+    reg = process.registration(row.task_queue, row.workflow_type)
+    if reg is None:
+        raise LookupError(
+            f"no worker of task queue {row.task_queue!r} in this process knows workflow type "
+            f"{row.workflow_type!r}, so the query cannot be answered here; run the query where "
+            "such a worker runs")
+    first = records.tasks[0].activation
+    instance = create_instance(reg, first, first.jobs[0].initialize_workflow)
+    completions = [t.previous_completion for t in records.tasks[1:]] + [records.final_completion]
+    for task, recorded in zip(records.tasks, completions):
+        activation = WorkflowActivation()
+        activation.CopyFrom(task.activation)
+        activation.is_replaying = True
+        if recorded is not None:
+            for command in recorded.successful.commands:
+                if command.HasField("set_patch_marker"):
+                    patch = WorkflowActivationJob()
+                    patch.notify_has_patch.patch_id = command.set_patch_marker.patch_id
+                    activation.jobs.insert(0, patch)
+        completion = await activate(instance, activation, process.activation_executor,
+                                    reg.deadlock_timeout)
+        if completion.HasField("failed"):
+            raise LookupError(f"replaying the workflow for the query failed: "
+                              f"{completion.failed.failure.message}")
+    query = WorkflowActivation(run_id=row.run_id, jobs=[job], is_replaying=True)
+    query.timestamp.CopyFrom(records.tasks[-1].activation.timestamp)
+    completion = await activate(instance, query, process.activation_executor, reg.deadlock_timeout)
+    evict = WorkflowActivation(run_id=row.run_id)
+    evict.jobs.add().remove_from_cache.message = "query done"
+    await asyncio.get_running_loop().run_in_executor(process.activation_executor,
+                                                     instance.activate, evict)
+    for command in completion.successful.commands:
+        if command.HasField("respond_to_query"):
+            return command
+    raise LookupError("the workflow did not answer the query")

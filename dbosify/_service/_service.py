@@ -1,0 +1,341 @@
+"""Temporal's WorkflowService, answered from the database (DESIGN §9.4).
+
+:class:`DatabaseService` is a ``temporalio.service.ServiceClient``: temporalio's own ``Client``
+runs on it unchanged (handles, ``result()`` following runs, ``describe()``, error mapping,
+interceptors, ``fetch_history()``), and each RPC it makes is answered here from dbosify's tables
+and the runs' DBOS records, as a Temporal server would answer it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import google.protobuf.message
+import temporalio.service
+from temporalio.api.common.v1 import Payloads
+from temporalio.api.enums.v1 import (
+    EventType,
+    HistoryEventFilterType,
+    QueryRejectCondition,
+    WorkflowExecutionStatus,
+    WorkflowIdConflictPolicy,
+)
+from temporalio.api.history.v1 import History, HistoryEvent
+from temporalio.api.workflowservice.v1 import (
+    CountWorkflowExecutionsRequest,
+    CountWorkflowExecutionsResponse,
+    DescribeWorkflowExecutionRequest,
+    DescribeWorkflowExecutionResponse,
+    GetWorkflowExecutionHistoryRequest,
+    GetWorkflowExecutionHistoryResponse,
+    ListWorkflowExecutionsRequest,
+    ListWorkflowExecutionsResponse,
+    QueryWorkflowRequest,
+    QueryWorkflowResponse,
+    RequestCancelWorkflowExecutionRequest,
+    RequestCancelWorkflowExecutionResponse,
+    SignalWithStartWorkflowExecutionRequest,
+    SignalWithStartWorkflowExecutionResponse,
+    SignalWorkflowExecutionRequest,
+    SignalWorkflowExecutionResponse,
+    StartWorkflowExecutionRequest,
+    StartWorkflowExecutionResponse,
+    TerminateWorkflowExecutionRequest,
+    TerminateWorkflowExecutionResponse,
+)
+from temporalio.bridge.proto.workflow_activation import WorkflowActivationJob
+from temporalio.service import RPCStatusCode
+
+from dbosify._runtime._process import Process
+from dbosify._runtime._starting import WorkflowAlreadyStarted, start_run, terminate_in
+from dbosify._service import _visibility_rpc
+from dbosify._service._describe import describe_run
+from dbosify._service._errors import already_started, invalid_argument, not_found, rpc_error
+from dbosify._service._history import RecordReader, replay_query
+
+S = WorkflowExecutionStatus
+RUNNING = S.WORKFLOW_EXECUTION_STATUS_RUNNING
+_LONG_POLL_S = 20.0
+"""A result long-poll answers with an empty page after this long; temporalio's client polls
+again (the way a Temporal server caps its long-polls)."""
+
+
+class DatabaseService(temporalio.service.ServiceClient):
+    """A Temporal service client whose server is the database."""
+
+    def __init__(self, process: Process, config: temporalio.service.ConnectConfig) -> None:
+        super().__init__(config)
+        self.process = process
+        self.reader = RecordReader(process)
+        self._metadata: Mapping[str, str | bytes] = dict(config.rpc_metadata)
+
+    @property
+    def worker_service_client(self) -> Any:
+        raise NotImplementedError(
+            "temporalio.worker.Worker needs a Temporal server; with dbosify use "
+            "dbosify.worker.Worker, which takes the same arguments")
+
+    def update_rpc_metadata(self, metadata: Mapping[str, str | bytes]) -> None:
+        self._metadata = dict(metadata)
+
+    def update_api_key(self, api_key: str | None) -> None:
+        """API keys mean nothing to a database; accepted for compatibility."""
+
+    async def _rpc_call(
+        self,
+        rpc: str,
+        req: google.protobuf.message.Message,
+        resp_type: type[temporalio.service.ServiceResponse],
+        *,
+        service: str,
+        retry: bool,
+        metadata: Mapping[str, str | bytes],
+        timeout: timedelta | None,
+    ) -> temporalio.service.ServiceResponse:
+        if self.process.closed:
+            raise rpc_error(RPCStatusCode.UNAVAILABLE,
+                            f"this client's database {self.process.db.redacted} was closed "
+                            "(the process switched databases); connect a new client")
+        handler = getattr(self, f"_rpc_{rpc}", None) if service == "workflow" else None
+        if handler is None:
+            raise rpc_error(RPCStatusCode.UNIMPLEMENTED,
+                            f"dbosify does not answer {service}.{rpc} (yet)")
+        seconds = timeout.total_seconds() if timeout is not None else None
+        result: temporalio.service.ServiceResponse = await handler(req, seconds)
+        return result
+
+    # Helpers ----------------------------------------------------------------------------------
+
+    async def _run(self, namespace: str, workflow_id: str, run_id: str = "") -> Any:
+        if not workflow_id:
+            raise invalid_argument("workflow id is not set")
+        row = await self.process.db_call(self.process.store.get_run, namespace or "default",
+                                         workflow_id, run_id)
+        if row is None:
+            what = f"workflow {workflow_id!r}" + (f" run {run_id}" if run_id else "")
+            raise not_found(f"workflow execution not found: {what}")
+        return row
+
+    async def _running(self, namespace: str, workflow_id: str, run_id: str = "") -> Any:
+        row = await self._run(namespace, workflow_id, run_id)
+        if row.status != RUNNING:
+            raise not_found(f"workflow execution already completed: workflow {workflow_id!r} "
+                            f"run {row.run_id}")
+        return row
+
+    # Start --------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _validate_start(req: StartWorkflowExecutionRequest) -> None:
+        if not req.workflow_id:
+            raise invalid_argument("workflow id is not set")
+        if not req.workflow_type.name:
+            raise invalid_argument("workflow type is not set")
+        if not req.task_queue.name:
+            raise invalid_argument("task queue is not set")
+
+    async def _start(self, req: StartWorkflowExecutionRequest,
+                     signal: SignalWorkflowExecutionRequest | None = None) -> tuple[str, bool]:
+        self._validate_start(req)
+        process = self.process
+        local = process.serves_workflows(req.task_queue.name)
+        owner = process.executor_id if local else None
+
+        def write() -> tuple[str, bool]:
+            with process.store.engine.begin() as conn:
+                started = start_run(process.store, req, owner=owner, conn=conn)
+                if signal is not None:
+                    process.store.append_inbox(started.run_id, "signal",
+                                               signal.SerializeToString(),
+                                               signal.request_id or None, conn=conn)
+                return started.run_id, started.created
+
+        try:
+            run_id, created = await process.db_call(write)
+        except WorkflowAlreadyStarted as err:
+            raise already_started(str(err), err.run_id, req.request_id) from None
+        if created and local:
+            process.launch_local(run_id)
+        elif signal is not None:
+            process.wake_run(run_id)
+        return run_id, created
+
+    async def _rpc_start_workflow_execution(self, req: StartWorkflowExecutionRequest,
+                                            _timeout: float | None
+                                            ) -> StartWorkflowExecutionResponse:
+        run_id, created = await self._start(req)
+        return StartWorkflowExecutionResponse(run_id=run_id, started=created)
+
+    async def _rpc_signal_with_start_workflow_execution(
+            self, req: SignalWithStartWorkflowExecutionRequest, _timeout: float | None
+    ) -> SignalWithStartWorkflowExecutionResponse:
+        start = StartWorkflowExecutionRequest(
+            namespace=req.namespace, workflow_id=req.workflow_id, workflow_type=req.workflow_type,
+            task_queue=req.task_queue, input=req.input,
+            workflow_execution_timeout=req.workflow_execution_timeout,
+            workflow_run_timeout=req.workflow_run_timeout,
+            workflow_task_timeout=req.workflow_task_timeout, identity=req.identity,
+            request_id=req.request_id, workflow_id_reuse_policy=req.workflow_id_reuse_policy,
+            # Signal-with-start signals the running execution if there is one.
+            workflow_id_conflict_policy=req.workflow_id_conflict_policy or
+            WorkflowIdConflictPolicy.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+            retry_policy=req.retry_policy, cron_schedule=req.cron_schedule, memo=req.memo,
+            search_attributes=req.search_attributes, header=req.header,
+            workflow_start_delay=req.workflow_start_delay, user_metadata=req.user_metadata,
+            priority=req.priority)
+        signal = SignalWorkflowExecutionRequest(
+            namespace=req.namespace, signal_name=req.signal_name, input=req.signal_input,
+            identity=req.identity, request_id=req.request_id or str(uuid.uuid4()),
+            header=req.header)
+        signal.workflow_execution.workflow_id = req.workflow_id
+        run_id, created = await self._start(start, signal)
+        return SignalWithStartWorkflowExecutionResponse(run_id=run_id, started=created)
+
+    # History and results ------------------------------------------------------------------------
+
+    async def _rpc_get_workflow_execution_history(
+            self, req: GetWorkflowExecutionHistoryRequest, timeout: float | None
+    ) -> GetWorkflowExecutionHistoryResponse:
+        process = self.process
+        namespace, execution = req.namespace, req.execution
+        if req.history_event_filter_type != HistoryEventFilterType.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT:
+            row = await self._run(namespace, execution.workflow_id, execution.run_id)
+            records = await self.reader.records(row)
+            events = records.history(process.identity)
+            return GetWorkflowExecutionHistoryResponse(history=History(events=events))
+        row = await self._run(namespace, execution.workflow_id, execution.run_id)
+        if row.status == RUNNING and req.wait_new_event:
+            row = await self._wait_closed(row, min(timeout or _LONG_POLL_S, _LONG_POLL_S))
+        if row.status == RUNNING:
+            return GetWorkflowExecutionHistoryResponse()
+        event = HistoryEvent()
+        event.ParseFromString(row.close_event)
+        event.event_id = max(row.history_length, 1)
+        return GetWorkflowExecutionHistoryResponse(history=History(events=[event]))
+
+    async def _wait_closed(self, row: Any, seconds: float) -> Any:
+        process = self.process
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        future = process.wait_closed(row.run_id)
+        try:
+            while True:
+                fresh = await process.db_call(process.store.get_run_by_id, row.run_id)
+                if fresh is None or fresh.status != RUNNING:
+                    return fresh or row
+                left = deadline - loop.time()
+                if left <= 0:
+                    return fresh
+                # Closed here: the future resolves at once. Closed by another process: the
+                # re-read notices it (a short poll on SQLite, a longer one on Postgres).
+                poll = process.poll_interval if not process.drivers.get(row.run_id) else 5.0
+                try:
+                    await asyncio.wait_for(asyncio.shield(future), min(left, poll))
+                except asyncio.TimeoutError:
+                    continue
+        finally:
+            process.forget_waiter(row.run_id, future)
+
+    # Describe, signal, cancel, terminate ----------------------------------------------------
+
+    async def _rpc_describe_workflow_execution(
+            self, req: DescribeWorkflowExecutionRequest, _timeout: float | None
+    ) -> DescribeWorkflowExecutionResponse:
+        row = await self._run(req.namespace, req.execution.workflow_id, req.execution.run_id)
+        attrs = await self.process.db_call(self.process.store.search_attributes_of, [row.run_id])
+        return describe_run(row, attrs[row.run_id], self.process.drivers.get(row.run_id))
+
+    async def _rpc_signal_workflow_execution(self, req: SignalWorkflowExecutionRequest,
+                                             _timeout: float | None
+                                             ) -> SignalWorkflowExecutionResponse:
+        execution = req.workflow_execution
+        row = await self._running(req.namespace, execution.workflow_id, execution.run_id)
+        await self.process.db_call(self.process.store.append_inbox, row.run_id, "signal",
+                                   req.SerializeToString(), req.request_id or None)
+        self.process.wake_run(row.run_id)
+        return SignalWorkflowExecutionResponse()
+
+    async def _rpc_request_cancel_workflow_execution(
+            self, req: RequestCancelWorkflowExecutionRequest, _timeout: float | None
+    ) -> RequestCancelWorkflowExecutionResponse:
+        execution = req.workflow_execution
+        row = await self._running(req.namespace, execution.workflow_id, execution.run_id)
+        await self.process.db_call(self.process.store.append_inbox, row.run_id, "cancel",
+                                   req.SerializeToString(), req.request_id or None)
+        self.process.wake_run(row.run_id)
+        return RequestCancelWorkflowExecutionResponse()
+
+    async def _rpc_terminate_workflow_execution(
+            self, req: TerminateWorkflowExecutionRequest, _timeout: float | None
+    ) -> TerminateWorkflowExecutionResponse:
+        process = self.process
+        execution = req.workflow_execution
+        row = await self._running(req.namespace, execution.workflow_id, execution.run_id)
+        details = req.details.SerializeToString() if req.HasField("details") else None
+
+        def write() -> None:
+            with process.store.engine.begin() as conn:
+                terminate_in(process.store, conn, row.run_id, req.reason, req.identity, details)
+
+        await process.db_call(write)
+        closed = await process.db_call(process.store.get_run_by_id, row.run_id)
+        if closed is not None and closed.close_event:
+            process.notify_closed(row.run_id, closed.close_event)
+        process.wake_run(row.run_id)
+        return TerminateWorkflowExecutionResponse()
+
+    # Queries ------------------------------------------------------------------------------------
+
+    async def _rpc_query_workflow(self, req: QueryWorkflowRequest,
+                                  _timeout: float | None) -> QueryWorkflowResponse:
+        row = await self._run(req.namespace, req.execution.workflow_id, req.execution.run_id)
+        condition = req.query_reject_condition
+        rejected = (
+            (condition == QueryRejectCondition.QUERY_REJECT_CONDITION_NOT_OPEN
+             and row.status != RUNNING)
+            or (condition == QueryRejectCondition.QUERY_REJECT_CONDITION_NOT_COMPLETED_CLEANLY
+                and row.status not in (RUNNING, S.WORKFLOW_EXECUTION_STATUS_COMPLETED))
+        )
+        if rejected:
+            response = QueryWorkflowResponse()
+            response.query_rejected.status = row.status
+            return response
+        job = WorkflowActivationJob()
+        query = job.query_workflow
+        query.query_id = str(uuid.uuid4())
+        query.query_type = req.query.query_type
+        query.arguments.extend(req.query.query_args.payloads)
+        for key, value in req.query.header.fields.items():
+            query.headers[key].CopyFrom(value)
+        driver = self.process.drivers.get(row.run_id)
+        try:
+            if driver is not None and row.status == RUNNING and driver.instance is not None:
+                command = await driver.query(job)
+            else:
+                command = await replay_query(self.process, await self.reader.records(row), job)
+        except LookupError as err:
+            raise rpc_error(RPCStatusCode.FAILED_PRECONDITION, str(err)) from None
+        answer = command.respond_to_query
+        if answer.HasField("failed"):
+            raise invalid_argument(answer.failed.message)
+        return QueryWorkflowResponse(
+            query_result=Payloads(payloads=[answer.succeeded.response]))
+
+    # Visibility ---------------------------------------------------------------------------------
+
+    async def _rpc_list_workflow_executions(self, req: ListWorkflowExecutionsRequest,
+                                            _timeout: float | None
+                                            ) -> ListWorkflowExecutionsResponse:
+        return await _visibility_rpc.list_runs(self.process, req)
+
+    async def _rpc_count_workflow_executions(self, req: CountWorkflowExecutionsRequest,
+                                             _timeout: float | None
+                                             ) -> CountWorkflowExecutionsResponse:
+        return await _visibility_rpc.count_runs(self.process, req)
+
+
+_ = EventType  # re-exported for handlers added later

@@ -1,0 +1,213 @@
+"""Which database a process talks to, and opening it (DESIGN §3)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from dbosify._exceptions import DatabaseError
+from dbosify._store import _tables
+
+logger = logging.getLogger("dbosify")
+
+EMBEDDED_PATH = Path(".dbosify") / "dbosify.sqlite"
+"""The embedded default, relative to the current directory."""
+
+POSTGRES_SCHEMA = "dbosify"
+"""Postgres schema holding dbosify's own tables (DBOS's live in ``dbos``)."""
+
+# A Temporal frontend address such as "localhost:7233": no scheme, a host and a port.
+_TEMPORAL_TARGET = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d+$")
+
+
+def is_temporal_target(target: str) -> bool:
+    """Whether ``target`` is a Temporal server address rather than a database URL."""
+    return "://" not in target and bool(_TEMPORAL_TARGET.match(target))
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+@dataclass(frozen=True)
+class DatabaseURL:
+    """A resolved database location."""
+
+    url: str
+    """As given to DBOS: ``sqlite:///abs/path`` or ``postgresql://...``."""
+    dialect: str
+    """``sqlite`` or ``postgresql``."""
+
+    @property
+    def redacted(self) -> str:
+        """The URL without its password."""
+        return redact(self.url)
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The URL for dbosify's own SQLAlchemy engine."""
+        if self.dialect == "postgresql":
+            return "postgresql+psycopg://" + self.url.split("://", 1)[1]
+        return self.url
+
+
+def resolve_database_url(url: str | None = None) -> DatabaseURL:
+    """Resolve where data lives: argument, ``DBOSIFY_DATABASE_URL``, ``DBOS_SYSTEM_DATABASE_URL``,
+    else the embedded SQLite file ``.dbosify/dbosify.sqlite`` under the current directory.
+
+    A Temporal address (``"localhost:7233"``) resolves like no argument, so Temporal samples run
+    with only their imports changed.
+
+    >>> resolve_database_url("sqlite:///tmp/x.sqlite").dialect
+    'sqlite'
+    """
+    given = url
+    if url is not None and is_temporal_target(url):
+        url = None
+    url = url or os.environ.get("DBOSIFY_DATABASE_URL") or os.environ.get("DBOS_SYSTEM_DATABASE_URL")
+    if given is not None and url is not None and given != url:
+        logger.info("Temporal address %s: using the configured database %s", given, redact(url))
+    if not url:
+        path = (Path.cwd() / EMBEDDED_PATH).resolve()
+        if given is not None:
+            logger.info("Temporal address %s: using the embedded database %s", given, path)
+        return DatabaseURL(f"sqlite:///{path}", "sqlite")
+    return _parse(url)
+
+
+def _parse(url: str) -> DatabaseURL:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise DatabaseError(
+            f"malformed database URL {redact(url)!r}: expected 'postgresql://user@host:port/db' "
+            "or 'sqlite:///path/to/file.sqlite'"
+        )
+    scheme = scheme.lower()
+    if scheme in ("postgres", "postgresql", "postgresql+psycopg"):
+        try:
+            parsed = make_url("postgresql+psycopg://" + rest)
+        except Exception as err:
+            raise DatabaseError(f"malformed database URL {redact(url)!r}: {err}") from None
+        if not parsed.database:
+            raise DatabaseError(
+                f"database URL {redact(url)!r} names no database: add one, e.g. "
+                "'postgresql://postgres@localhost:5432/dbosify'"
+            )
+        return DatabaseURL("postgresql://" + rest, "postgresql")
+    if scheme == "sqlite":
+        path = rest[1:] if rest.startswith("/") else rest
+        if not path or path in (":memory:", "/:memory:") or "mode=memory" in path:
+            raise DatabaseError(
+                "an in-memory SQLite database cannot hold durable runs: give a file, e.g. "
+                "'sqlite:///runs.sqlite', or leave the URL out for the embedded default"
+            )
+        resolved = Path(path.split("?", 1)[0]).expanduser()
+        if not resolved.is_absolute():
+            resolved = (Path.cwd() / resolved).resolve()
+        return DatabaseURL(f"sqlite:///{resolved}", "sqlite")
+    raise DatabaseError(
+        f"unsupported database URL scheme {scheme!r} in {redact(url)!r}: dbosify runs on "
+        "'postgresql://...' or 'sqlite:///...'"
+    )
+
+
+def create_engine(db: DatabaseURL) -> sa.Engine:
+    """An engine for dbosify's own tables, after checking the database answers."""
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if db.dialect == "sqlite":
+        path = Path(db.url.split("sqlite:///", 1)[1])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(db.sqlalchemy_url, connect_args={"timeout": 30}, **kwargs)
+
+        @sa.event.listens_for(engine, "connect")
+        def _configure(dbapi_conn: Any, _record: Any) -> None:
+            # IMMEDIATE: writers serialize up front instead of failing on a lock upgrade.
+            dbapi_conn.isolation_level = "IMMEDIATE"
+            dbapi_conn.execute("PRAGMA busy_timeout=30000")
+            dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+
+        # WAL persists in the file; DBOS leaves the journal in delete mode (DESIGN §10).
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+    else:
+        engine = sa.create_engine(
+            db.sqlalchemy_url,
+            pool_size=10,
+            max_overflow=20,
+            connect_args={"connect_timeout": 10},
+            execution_options={"schema_translate_map": {None: POSTGRES_SCHEMA}},
+            **kwargs,
+        )
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except Exception as err:
+        engine.dispose()
+        if db.dialect == "postgresql" and "does not exist" in str(err):
+            _create_postgres_database(db)
+            return create_engine(db)
+        raise DatabaseError(
+            f"cannot reach the database {db.redacted}: {_first_line(err)}. Check that it is running "
+            "and the URL is right (DBOSIFY_DATABASE_URL)."
+        ) from None
+    migrate(engine, db)
+    return engine
+
+
+def _create_postgres_database(db: DatabaseURL) -> None:
+    parsed = make_url(db.sqlalchemy_url)
+    admin = sa.create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            name = parsed.database or ""
+            quoted = conn.dialect.identifier_preparer.quote(name)
+            conn.exec_driver_sql(f"CREATE DATABASE {quoted}")
+    except Exception as err:
+        if "already exists" not in str(err):
+            raise DatabaseError(
+                f"cannot create the database {db.redacted}: {_first_line(err)}"
+            ) from None
+    finally:
+        admin.dispose()
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(getattr(err, "orig", None) or err).strip()
+    return redact(text.splitlines()[0] if text else type(err).__name__)
+
+
+def migrate(engine: sa.Engine, db: DatabaseURL) -> None:
+    """Create dbosify's tables, or check that the stored schema is one this version reads."""
+    with engine.begin() as conn:
+        if db.dialect == "postgresql":
+            # Serialize concurrent first connects from several processes.
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7233001)")
+            conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {POSTGRES_SCHEMA}")
+        else:
+            # pysqlite begins lazily, before the first write; take the write lock now so two
+            # processes connecting at once do not both see an empty database.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        _tables.metadata.create_all(conn, checkfirst=True)
+        row = conn.execute(
+            sa.select(_tables.meta.c.value).where(_tables.meta.c.key == "schema_version")
+        ).scalar()
+        if row is None:
+            conn.execute(sa.insert(_tables.meta).values(key="schema_version",
+                                                        value=str(_tables.SCHEMA_VERSION)))
+        elif int(row) > _tables.SCHEMA_VERSION:
+            raise DatabaseError(
+                f"the database {db.redacted} was written by a newer dbosify (schema version {row}; "
+                f"this one reads up to {_tables.SCHEMA_VERSION}): upgrade dbosify, or use another "
+                "database"
+            )

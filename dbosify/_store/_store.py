@@ -1,0 +1,405 @@
+"""Reads and writes of dbosify's own tables. Blocking: callers on an event loop use a thread."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from temporalio.api.common.v1 import Memo
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
+
+from dbosify._store import _tables as t
+from dbosify._store._database import DatabaseURL, create_engine
+
+RUNNING = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+
+
+def now_ms() -> int:
+    """Wall-clock epoch milliseconds, the unit of every time dbosify stores."""
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class InboxEvent:
+    """An event written for a run by someone other than the run itself."""
+
+    id: int
+    run_id: str
+    kind: str
+    payload: bytes
+    created_ms: int
+
+
+@dataclass(frozen=True)
+class ActivityTaskRow:
+    """An activity attempt waiting for, or claimed by, a worker of its task queue."""
+
+    id: int
+    run_id: str
+    seq: int
+    attempt: int
+    task_queue: str
+    payload: bytes
+
+
+class Store:
+    """dbosify's tables in one database (SQLite file or Postgres), shared by every process."""
+
+    def __init__(self, db: DatabaseURL) -> None:
+        self.db = db
+        self.engine = create_engine(db)
+
+    @property
+    def is_postgres(self) -> bool:
+        """Whether the database is Postgres (LISTEN/NOTIFY, SKIP LOCKED)."""
+        return self.db.dialect == "postgresql"
+
+    def close(self) -> None:
+        """Release the connections."""
+        self.engine.dispose()
+
+    def _notify(self, conn: sa.Connection, message: str) -> None:
+        # Delivered at commit, so a woken reader always sees the row.
+        if self.is_postgres:
+            conn.execute(sa.text("SELECT pg_notify('dbosify', :m)"), {"m": message})
+
+    # Runs -------------------------------------------------------------------------------------
+
+    def insert_run(self, conn: sa.Connection, values: dict[str, Any],
+                   search_attributes: Sequence[dict[str, Any]]) -> None:
+        """Insert a new run (inside the caller's transaction, after its policy checks)."""
+        conn.execute(sa.insert(t.runs).values(**values))
+        if search_attributes:
+            conn.execute(sa.insert(t.search_attributes),
+                         [{"run_id": values["run_id"], **sa_row} for sa_row in search_attributes])
+        self._notify(conn, f"run:{values['task_queue']}")
+
+    def running_run(self, conn: sa.Connection, namespace: str,
+                    workflow_id: str) -> sa.Row[Any] | None:
+        """The running execution of a workflow id, if any."""
+        return conn.execute(
+            sa.select(t.runs).where(t.runs.c.namespace == namespace,
+                                    t.runs.c.workflow_id == workflow_id,
+                                    t.runs.c.status == RUNNING)
+        ).first()
+
+    def latest_run(self, conn: sa.Connection, namespace: str,
+                   workflow_id: str) -> sa.Row[Any] | None:
+        """The newest execution of a workflow id (running or closed), if any."""
+        return conn.execute(
+            sa.select(t.runs)
+            .where(t.runs.c.namespace == namespace, t.runs.c.workflow_id == workflow_id)
+            .order_by((t.runs.c.status == RUNNING).desc(), t.runs.c.start_time_ms.desc(),
+                      t.runs.c.run_id.desc())
+            .limit(1)
+        ).first()
+
+    def get_run(self, namespace: str, workflow_id: str, run_id: str = "") -> sa.Row[Any] | None:
+        """A run by workflow id and run id, or the newest run of the workflow id."""
+        with self.engine.connect() as conn:
+            if not run_id:
+                return self.latest_run(conn, namespace, workflow_id)
+            return conn.execute(
+                sa.select(t.runs).where(t.runs.c.run_id == run_id,
+                                        t.runs.c.namespace == namespace,
+                                        t.runs.c.workflow_id == workflow_id)
+            ).first()
+
+    def get_run_by_id(self, run_id: str) -> sa.Row[Any] | None:
+        """A run by its run id alone."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id)).first()
+
+    def close_run(self, run_id: str, status: int, close_event: bytes, close_ms: int,
+                  history_length: int, conn: sa.Connection | None = None) -> bool:
+        """Mark a running run closed. False when it was closed already (e.g. terminated)."""
+        stmt = (
+            sa.update(t.runs)
+            .where(t.runs.c.run_id == run_id, t.runs.c.status == RUNNING)
+            .values(status=status, close_event=close_event, close_time_ms=close_ms,
+                    history_length=history_length, task_failure=None)
+        )
+        if conn is not None:
+            closed = conn.execute(stmt).rowcount == 1
+            self._notify(conn, f"closed:{run_id}")
+            return closed
+        with self.engine.begin() as c:
+            closed = c.execute(stmt).rowcount == 1
+            self._notify(c, f"closed:{run_id}")
+            return closed
+
+    def update_run(self, run_id: str, **values: Any) -> None:
+        """Set columns of a run (progress, task failure, memo)."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(t.runs).where(t.runs.c.run_id == run_id).values(**values))
+
+    def claim_unowned_runs(self, task_queues: Iterable[str], owner: str,
+                           limit: int) -> list[str]:
+        """Take up to ``limit`` running runs of these task queues that no worker has yet."""
+        queues = list(task_queues)
+        if not queues or limit <= 0:
+            return []
+        with self.engine.begin() as conn:
+            query = (
+                sa.select(t.runs.c.run_id)
+                .where(t.runs.c.task_queue.in_(queues), t.runs.c.status == RUNNING,
+                       t.runs.c.owner.is_(None))
+                .order_by(t.runs.c.start_time_ms)
+                .limit(limit)
+            )
+            if self.is_postgres:
+                query = query.with_for_update(skip_locked=True)
+            ids = [r[0] for r in conn.execute(query)]
+            if ids:
+                conn.execute(sa.update(t.runs).where(t.runs.c.run_id.in_(ids),
+                                                     t.runs.c.owner.is_(None))
+                             .values(owner=owner))
+            return ids
+
+    def take_over_runs(self, task_queues: Iterable[str], dead_owners: Sequence[str],
+                       owner: str) -> list[str]:
+        """Move the running runs of dead processes, on these task queues, to ``owner``."""
+        queues = list(task_queues)
+        if not queues or not dead_owners:
+            return []
+        with self.engine.begin() as conn:
+            query = sa.select(t.runs.c.run_id).where(
+                t.runs.c.task_queue.in_(queues), t.runs.c.status == RUNNING,
+                t.runs.c.owner.in_(list(dead_owners)))
+            if self.is_postgres:
+                query = query.with_for_update(skip_locked=True)
+            ids = [r[0] for r in conn.execute(query)]
+            if ids:
+                conn.execute(sa.update(t.runs).where(t.runs.c.run_id.in_(ids),
+                                                     t.runs.c.owner.in_(list(dead_owners)))
+                             .values(owner=owner))
+            return ids
+
+    def release_runs(self, run_ids: Sequence[str], owner: str) -> None:
+        """Give runs back (a worker shut down) so another worker takes them at once."""
+        if not run_ids:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(t.runs).where(t.runs.c.run_id.in_(list(run_ids)),
+                                                 t.runs.c.owner == owner,
+                                                 t.runs.c.status == RUNNING)
+                         .values(owner=None))
+            self._notify(conn, "run:")
+
+    def upsert_search_attributes(self, run_id: str, names: Sequence[str],
+                                 rows: Sequence[dict[str, Any]]) -> None:
+        """Replace the named search attributes of a run (a name with no rows is removed)."""
+        with self.engine.begin() as conn:
+            if names:
+                conn.execute(sa.delete(t.search_attributes).where(
+                    t.search_attributes.c.run_id == run_id,
+                    t.search_attributes.c.name.in_(list(names))))
+            if rows:
+                conn.execute(sa.insert(t.search_attributes),
+                             [{"run_id": run_id, **row} for row in rows])
+
+    def upsert_memo(self, run_id: str, upserted: Memo) -> None:
+        """Merge memo fields into a run's memo (an empty payload removes a field)."""
+        with self.engine.begin() as conn:
+            current = conn.execute(sa.select(t.runs.c.memo).where(t.runs.c.run_id == run_id)
+                                   ).scalar()
+            memo = Memo()
+            if current:
+                memo.ParseFromString(current)
+            for key, value in upserted.fields.items():
+                if value.data or value.metadata:
+                    memo.fields[key].CopyFrom(value)
+                else:
+                    memo.fields.pop(key, None)
+            conn.execute(sa.update(t.runs).where(t.runs.c.run_id == run_id)
+                         .values(memo=memo.SerializeToString()))
+
+    def search_attributes_of(self, run_ids: Sequence[str]) -> dict[str, list[sa.Row[Any]]]:
+        """The search attribute rows of these runs, by run id."""
+        out: dict[str, list[sa.Row[Any]]] = {r: [] for r in run_ids}
+        if not run_ids:
+            return out
+        with self.engine.connect() as conn:
+            for row in conn.execute(sa.select(t.search_attributes).where(
+                    t.search_attributes.c.run_id.in_(list(run_ids)))):
+                out[row.run_id].append(row)
+        return out
+
+    # Inbox ------------------------------------------------------------------------------------
+
+    def append_inbox(self, run_id: str, kind: str, payload: bytes,
+                     dedup_key: str | None = None, conn: sa.Connection | None = None) -> bool:
+        """Write an event for a run. False when an event with the same dedup key exists."""
+        values = {"run_id": run_id, "kind": kind, "payload": payload, "dedup_key": dedup_key,
+                  "created_ms": now_ms()}
+
+        def write(c: sa.Connection) -> bool:
+            if dedup_key is not None:
+                seen = c.execute(sa.select(t.inbox.c.id).where(
+                    t.inbox.c.run_id == run_id, t.inbox.c.dedup_key == dedup_key)).first()
+                if seen is not None:
+                    return False
+            c.execute(sa.insert(t.inbox).values(**values))
+            self._notify(c, f"inbox:{run_id}")
+            return True
+
+        if conn is not None:
+            return write(conn)
+        with self.engine.begin() as c:
+            return write(c)
+
+    def read_inbox(self, run_id: str, after_id: int) -> list[InboxEvent]:
+        """A run's events with an id above ``after_id``, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.inbox).where(t.inbox.c.run_id == run_id, t.inbox.c.id > after_id)
+                .order_by(t.inbox.c.id)
+            ).all()
+        return [InboxEvent(r.id, r.run_id, r.kind, r.payload, r.created_ms) for r in rows]
+
+    def runs_with_inbox_after(self, after_id: int) -> tuple[int, set[str]]:
+        """The newest inbox id and the runs with events above ``after_id`` (cross-process poll)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.inbox.c.id, t.inbox.c.run_id).where(t.inbox.c.id > after_id)
+            ).all()
+            if not rows:
+                newest = conn.execute(sa.select(sa.func.max(t.inbox.c.id))).scalar() or 0
+                return max(newest, after_id), set()
+        return max(r[0] for r in rows), {r[1] for r in rows}
+
+    # Activity tasks ---------------------------------------------------------------------------
+
+    def add_activity_task(self, run_id: str, seq: int, attempt: int, task_queue: str,
+                          payload: bytes) -> None:
+        """Offer an activity attempt to the workers of its task queue (idempotent)."""
+        with self.engine.begin() as conn:
+            seen = conn.execute(sa.select(t.activity_tasks.c.id).where(
+                t.activity_tasks.c.run_id == run_id, t.activity_tasks.c.seq == seq,
+                t.activity_tasks.c.attempt == attempt)).first()
+            if seen is None:
+                conn.execute(sa.insert(t.activity_tasks).values(
+                    run_id=run_id, seq=seq, attempt=attempt, task_queue=task_queue,
+                    payload=payload, created_ms=now_ms()))
+                self._notify(conn, f"activity:{task_queue}")
+
+    def claim_activity_tasks(self, task_queues: Iterable[str], owner: str, limit: int,
+                             dead_owners: Sequence[str] = ()) -> list[ActivityTaskRow]:
+        """Take activity attempts of these task queues: unclaimed, or claimed by dead workers."""
+        queues = list(task_queues)
+        if not queues or limit <= 0:
+            return []
+        at = t.activity_tasks
+        with self.engine.begin() as conn:
+            free = at.c.claimed_by.is_(None)
+            if dead_owners:
+                free = sa.or_(free, at.c.claimed_by.in_(list(dead_owners)))
+            query = sa.select(at).where(at.c.task_queue.in_(queues), free).order_by(at.c.id)
+            query = query.limit(limit)
+            if self.is_postgres:
+                query = query.with_for_update(skip_locked=True)
+            rows = conn.execute(query).all()
+            if rows:
+                conn.execute(sa.update(at).where(at.c.id.in_([r.id for r in rows]))
+                             .values(claimed_by=owner, claimed_ms=now_ms()))
+        return [ActivityTaskRow(r.id, r.run_id, r.seq, r.attempt, r.task_queue, r.payload)
+                for r in rows]
+
+    def finish_activity_task(self, task_id: int, run_id: str, result_payload: bytes,
+                             dedup_key: str) -> None:
+        """Deliver an attempt's outcome to its run and drop the task, in one transaction."""
+        with self.engine.begin() as conn:
+            self.append_inbox(run_id, "activity_result", result_payload, dedup_key, conn=conn)
+            conn.execute(sa.delete(t.activity_tasks).where(t.activity_tasks.c.id == task_id))
+
+    def withdraw_activity_task(self, run_id: str, seq: int, attempt: int) -> bool:
+        """Remove an offered attempt if no worker has claimed it yet."""
+        at = t.activity_tasks
+        with self.engine.begin() as conn:
+            return conn.execute(sa.delete(at).where(
+                at.c.run_id == run_id, at.c.seq == seq, at.c.attempt == attempt,
+                at.c.claimed_by.is_(None))).rowcount == 1
+
+    def drop_activity_tasks(self, run_id: str, seq: int | None = None) -> None:
+        """Forget a run's offered attempts (resolved locally, cancelled, or the run closed)."""
+        with self.engine.begin() as conn:
+            cond = [t.activity_tasks.c.run_id == run_id]
+            if seq is not None:
+                cond.append(t.activity_tasks.c.seq == seq)
+            conn.execute(sa.delete(t.activity_tasks).where(*cond))
+
+    # Heartbeat details -----------------------------------------------------------------------
+
+    def save_heartbeat(self, run_id: str, seq: int, details: bytes) -> None:
+        """Keep an activity's latest heartbeat details for its next attempt, even after a crash."""
+        with self.engine.begin() as conn:
+            updated = conn.execute(sa.update(t.heartbeats).where(
+                t.heartbeats.c.run_id == run_id, t.heartbeats.c.seq == seq)
+                .values(details=details, updated_ms=now_ms())).rowcount
+            if not updated:
+                conn.execute(sa.insert(t.heartbeats).values(run_id=run_id, seq=seq,
+                                                            details=details, updated_ms=now_ms()))
+
+    def load_heartbeat(self, run_id: str, seq: int) -> bytes | None:
+        """An activity's saved heartbeat details, if any."""
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(t.heartbeats.c.details).where(
+                t.heartbeats.c.run_id == run_id, t.heartbeats.c.seq == seq)).scalar()
+        return bytes(value) if value is not None else None
+
+    # Processes --------------------------------------------------------------------------------
+
+    def register_process(self, executor_id: str, identity: str, task_queues: Iterable[str]) -> None:
+        """Record this process as live."""
+        ms = now_ms()
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(t.processes).where(t.processes.c.executor_id == executor_id))
+            conn.execute(sa.insert(t.processes).values(
+                executor_id=executor_id, identity=identity, host=socket.gethostname(),
+                pid=os.getpid(), task_queues=" ".join(sorted(task_queues)), started_ms=ms,
+                heartbeat_ms=ms, stopped=False))
+
+    def heartbeat_process(self, executor_id: str, task_queues: Iterable[str]) -> None:
+        """Renew this process's lease."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(t.processes).where(t.processes.c.executor_id == executor_id)
+                         .values(heartbeat_ms=now_ms(), task_queues=" ".join(sorted(task_queues))))
+
+    def stop_process(self, executor_id: str) -> None:
+        """Record a clean shutdown: this process's runs are free at once."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(t.processes).where(t.processes.c.executor_id == executor_id)
+                         .values(stopped=True, heartbeat_ms=now_ms()))
+
+    def dead_processes(self, lease_ms: int, identity: str, me: str) -> list[str]:
+        """Executors whose runs may be taken: silent past the lease, stopped, or this identity's
+        predecessors on this host whose process is gone (taken at once, DESIGN §9.3)."""
+        host = socket.gethostname()
+        cutoff = now_ms() - lease_ms
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.processes).where(t.processes.c.executor_id != me)).all()
+            owners = {r[0] for r in conn.execute(
+                sa.select(t.runs.c.owner).where(t.runs.c.status == RUNNING,
+                                                t.runs.c.owner.is_not(None)).distinct())}
+        known = {r.executor_id for r in rows}
+        dead = [r.executor_id for r in rows
+                if r.stopped or r.heartbeat_ms < cutoff
+                or (r.identity == identity and r.host == host and not _pid_alive(r.pid))]
+        # An owner with no process row never heartbeat (crashed before registering).
+        dead.extend(o for o in owners if o not in known and o != me)
+        return dead
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

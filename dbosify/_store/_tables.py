@@ -1,0 +1,149 @@
+"""The tables dbosify owns, beside DBOS's own system tables in the same database.
+
+DBOS keeps each run's durable event stream (its step outputs); these tables hold what DBOS has no
+place for: Temporal's visibility record of each run, the inbox of events produced outside the run
+(signals, cancel requests, activity results from other processes), activity tasks travelling
+between processes, and the liveness of worker processes.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+SCHEMA_VERSION = 1
+"""Bumped whenever a table below changes; a database written by a newer version is refused."""
+
+metadata = sa.MetaData()
+
+meta = sa.Table(
+    "dbosify_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+runs = sa.Table(
+    "dbosify_runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("namespace", sa.String(255), nullable=False),
+    sa.Column("workflow_id", sa.String(1000), nullable=False),
+    sa.Column("first_execution_run_id", sa.String(64), nullable=False),
+    sa.Column("workflow_type", sa.String(1000), nullable=False),
+    sa.Column("task_queue", sa.String(1000), nullable=False),
+    # temporalio.api.enums.v1.WorkflowExecutionStatus values (1 = RUNNING ... 7 = TIMED_OUT).
+    sa.Column("status", sa.Integer, nullable=False),
+    # Epoch milliseconds. execution_time differs from start_time only with a start delay.
+    sa.Column("start_time_ms", sa.BigInteger, nullable=False),
+    sa.Column("execution_time_ms", sa.BigInteger, nullable=False),
+    sa.Column("close_time_ms", sa.BigInteger, nullable=True),
+    # Serialized temporalio.api.workflowservice.v1.StartWorkflowExecutionRequest: input, timeouts,
+    # retry policy, memo, search attributes, header and user metadata as the client sent them.
+    sa.Column("start_request", sa.LargeBinary, nullable=False),
+    # Serialized temporalio.api.history.v1.HistoryEvent of the close event, once closed.
+    sa.Column("close_event", sa.LargeBinary, nullable=True),
+    sa.Column("request_id", sa.String(255), nullable=True),
+    sa.Column("randomness_seed", sa.BigInteger, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("continued_from_run_id", sa.String(64), nullable=True),
+    sa.Column("parent_workflow_id", sa.String(1000), nullable=True),
+    sa.Column("parent_run_id", sa.String(64), nullable=True),
+    # Serialized temporalio.api.common.v1.Memo, current (start memo plus upserts).
+    sa.Column("memo", sa.LargeBinary, nullable=True),
+    # DBOS executor id of the process running this run; NULL while no worker has taken it.
+    sa.Column("owner", sa.String(255), nullable=True),
+    # Number of events recorded so far (Temporal's history length, approximately, while running).
+    sa.Column("history_length", sa.Integer, nullable=False, server_default="0"),
+    # Last workflow task failure (workflow code raised, deadlocked, or was nondeterministic).
+    sa.Column("task_failure", sa.Text, nullable=True),
+)
+sa.Index("dbosify_runs_by_id", runs.c.namespace, runs.c.workflow_id, runs.c.start_time_ms)
+# At most one running execution per workflow id: the database enforces Temporal's rule.
+sa.Index(
+    "dbosify_runs_one_running",
+    runs.c.namespace,
+    runs.c.workflow_id,
+    unique=True,
+    sqlite_where=runs.c.status == 1,
+    postgresql_where=runs.c.status == 1,
+)
+sa.Index("dbosify_runs_unowned", runs.c.task_queue, runs.c.status, runs.c.owner)
+
+search_attributes = sa.Table(
+    "dbosify_search_attributes",
+    metadata,
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("dbosify_runs.run_id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    # temporalio.common.SearchAttributeIndexedValueType name: Text, Keyword, Int, Double, Bool,
+    # Datetime or KeywordList (one row per list element).
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("value_text", sa.Text, nullable=True),
+    sa.Column("value_int", sa.BigInteger, nullable=True),
+    sa.Column("value_double", sa.Float, nullable=True),
+    sa.Column("value_bool", sa.Boolean, nullable=True),
+    # Datetime values, as epoch milliseconds like the runs' own times.
+    sa.Column("value_time_ms", sa.BigInteger, nullable=True),
+)
+sa.Index("dbosify_sa_by_run", search_attributes.c.run_id)
+sa.Index("dbosify_sa_by_name", search_attributes.c.name, search_attributes.c.value_text)
+
+inbox = sa.Table(
+    "dbosify_inbox",
+    metadata,
+    # The id orders a run's incoming events; the run consumes them in id order.
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    # signal | cancel | terminate | update | activity_result
+    sa.Column("kind", sa.String(32), nullable=False),
+    # A serialized protobuf whose type depends on kind.
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    # Makes a retried producer write idempotent (Temporal request ids, activity attempt keys).
+    sa.Column("dedup_key", sa.String(255), nullable=True),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("run_id", "dedup_key", name="dbosify_inbox_dedup"),
+)
+sa.Index("dbosify_inbox_by_run", inbox.c.run_id, inbox.c.id)
+
+activity_tasks = sa.Table(
+    "dbosify_activity_tasks",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("task_queue", sa.String(1000), nullable=False),
+    # Serialized dbosify activity task (see dbosify._runtime._activity_task).
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("claimed_by", sa.String(255), nullable=True),
+    sa.Column("claimed_ms", sa.BigInteger, nullable=True),
+    sa.UniqueConstraint("run_id", "seq", "attempt", name="dbosify_activity_task_once"),
+)
+sa.Index("dbosify_activity_tasks_by_queue", activity_tasks.c.task_queue, activity_tasks.c.claimed_by)
+
+heartbeats = sa.Table(
+    "dbosify_activity_heartbeats",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    # Serialized temporalio.api.common.v1.Payloads of the last heartbeat details.
+    sa.Column("details", sa.LargeBinary, nullable=False),
+    sa.Column("updated_ms", sa.BigInteger, nullable=False),
+)
+
+processes = sa.Table(
+    "dbosify_processes",
+    metadata,
+    sa.Column("executor_id", sa.String(255), primary_key=True),
+    sa.Column("identity", sa.String(1000), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    # Space-separated task queues this process serves (informational; claims use runs.task_queue).
+    sa.Column("task_queues", sa.Text, nullable=False, server_default=""),
+    sa.Column("started_ms", sa.BigInteger, nullable=False),
+    sa.Column("heartbeat_ms", sa.BigInteger, nullable=False),
+    sa.Column("stopped", sa.Boolean, nullable=False, server_default=sa.false()),
+)
