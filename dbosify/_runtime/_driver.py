@@ -114,6 +114,7 @@ class RunDriver:
         self.timers: dict[int, int] = {}
         self.outcomes: list[tuple[int, int, AttemptOutcome]] = []
         self.pending_jobs: list[WorkflowActivationJob] = []
+        self.resolved_attempts: dict[int, ActivityAttemptInfo] = {}
         self.inbox_cursor = 0
         self.task_failure: str | None = None
         self.task_retry_ms = 0
@@ -405,8 +406,9 @@ class RunDriver:
                 activation.timestamp.FromMilliseconds(now)
                 activation.jobs.extend(jobs)
                 attempts = {
-                    j.resolve_activity.seq: self._attempt_info(j.resolve_activity.seq)
+                    j.resolve_activity.seq: self.resolved_attempts.pop(j.resolve_activity.seq)
                     for j in jobs if j.HasField("resolve_activity")
+                    and j.resolve_activity.seq in self.resolved_attempts
                 }
                 task = WorkflowTask(activation, self.unrecorded_completion, attempts)
                 records.append(task.to_record())
@@ -442,12 +444,6 @@ class RunDriver:
             return cap
         return min(max(min(deadlines) - now, 0) / 1000, cap)
 
-    def _attempt_info(self, seq: int) -> ActivityAttemptInfo:
-        act = self.activities.get(seq)
-        if act is None:
-            return ActivityAttemptInfo(1, now_ms(), self.process.identity)
-        return ActivityAttemptInfo(act.attempt, act.started_ms or now_ms(), self.process.identity)
-
     def _collect_jobs(self, now: int, records: list[dict[str, Any]]) -> list[WorkflowActivationJob]:
         jobs: list[WorkflowActivationJob] = list(self.pending_jobs)
         self.pending_jobs.clear()
@@ -473,6 +469,8 @@ class RunDriver:
     def _resolve(self, act: _Activity, resolution: ActivityResolution) -> WorkflowActivationJob:
         act.resolved = True
         self.activities.pop(act.seq, None)
+        self.resolved_attempts[act.seq] = ActivityAttemptInfo(
+            act.attempt, act.started_ms or now_ms(), self.process.identity)
         job = WorkflowActivationJob()
         job.resolve_activity.seq = act.seq
         job.resolve_activity.result.CopyFrom(resolution)
