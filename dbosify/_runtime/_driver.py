@@ -115,11 +115,13 @@ class RunDriver:
         self.outcomes: list[tuple[int, int, AttemptOutcome]] = []
         self.pending_jobs: list[WorkflowActivationJob] = []
         self.resolved_attempts: dict[int, ActivityAttemptInfo] = {}
+        self.pending_updates: list[WorkflowActivationJob] = []
+        self.preactivated: WorkflowActivationCompletion | None = None
         self.inbox_cursor = 0
         self.task_failure: str | None = None
         self.task_retry_ms = 0
         self.task_retry_delay_ms = _TASK_RETRY_FIRST_MS
-        self.history_length = 0
+        self.history_length = 1  # WorkflowExecutionStarted
         self.final_completion: WorkflowActivationCompletion | None = None
         self.row: Any = None
         self.start_request = StartWorkflowExecutionRequest()
@@ -174,7 +176,13 @@ class RunDriver:
             else:
                 self.unrecorded_completion = None
                 self.tasks.append(record)
-                await self._feed(len(self.tasks) - 1)
+                if self.preactivated is not None:
+                    # Activated live already (an update, speculatively validated).
+                    completion, self.preactivated = self.preactivated, None
+                    self.used_flags.update(completion.successful.used_internal_flags)
+                    self._after_completion(len(self.tasks) - 1, completion)
+                else:
+                    await self._feed(len(self.tasks) - 1)
         if output.get("terminated"):
             self.closed = True
             self._stop_activities()
@@ -330,6 +338,9 @@ class RunDriver:
         elif kind in ("upsert_workflow_search_attributes", "modify_workflow_properties"):
             self.process.spawn(rs.apply_visibility_command(self.process, self.run_id,
                                                            command))
+        elif kind == "update_response":
+            self.process.spawn(self.process.record_update_response(self.run_id,
+                                                                   command.update_response))
         elif kind in ("respond_to_query", "set_patch_marker") or kind in CLOSING_COMMANDS:
             pass
         elif kind is not None:
@@ -415,6 +426,10 @@ class RunDriver:
                 return {"records": records}
             if records:
                 return {"records": records}
+            while self.pending_updates:
+                task = await self._admit_update(self.pending_updates.pop(0), now)
+                if task is not None:
+                    return {"records": [task.to_record()]}
             self._start_due_attempts(now)
             await self._wait(self._seconds_to_next_deadline(now, poll_s))
 
@@ -678,9 +693,53 @@ class RunDriver:
                 self.outcomes.append((int(parts[1]), int(parts[2]), outcome))
             return None
         job = rs.job_from_inbox(event)
+        if job is not None and job.HasField("signal_workflow"):
+            # Core gives the id of the signal's history event; ours is close to it (the
+            # history builder numbers events exactly), and must not be 0.
+            job.signal_workflow.originating_event_id = self.history_length + 1
         if job is not None:
-            self.pending_jobs.append(job)
+            (self.pending_updates if job.HasField("do_update") else self.pending_jobs).append(job)
         return None
+
+    # Updates ----------------------------------------------------------------------------------
+
+    async def _admit_update(self, job: WorkflowActivationJob,
+                            now: int) -> WorkflowTask | None:
+        """Deliver an update live, validator first. A rejected update leaves no record (it is
+        not history); an accepted one is recorded as delivered without its validator, which is
+        how replay must see it (DESIGN §9.1)."""
+        if self.task_failure is not None:
+            self.pending_updates.insert(0, job)
+            return None
+        activation = WorkflowActivation(run_id=self.run_id, history_length=self.history_length)
+        activation.timestamp.FromMilliseconds(now)
+        activation.jobs.append(job)
+        activation.available_internal_flags[:] = sorted(self.used_flags)
+        async with self.lock:
+            if self.instance is None:
+                self.instance = self._new_instance(0)
+            completion = await activate(self.instance, activation,
+                                        self.process.activation_executor,
+                                        self._registration().deadlock_timeout)
+        if completion.HasField("failed"):
+            self._evict()
+            self._task_failed(len(self.tasks), completion.failed.failure.message or
+                              "workflow task failed")
+            self.pending_updates.insert(0, job)
+            return None
+        commands = commands_of(completion)
+        responses = [c.update_response for c in commands if c.HasField("update_response")
+                     and c.update_response.protocol_instance_id == job.do_update.protocol_instance_id]
+        others = [c for c in commands if not c.HasField("update_response")]
+        if responses and responses[0].HasField("rejected") and not others:
+            await self.process.record_update_response(self.run_id, responses[0])
+            return None
+        recorded = WorkflowActivation()
+        recorded.CopyFrom(activation)
+        if responses and responses[0].HasField("accepted"):
+            recorded.jobs[0].do_update.run_validator = False
+        self.preactivated = completion
+        return WorkflowTask(recorded, self.unrecorded_completion)
 
     # Queries ----------------------------------------------------------------------------------
 

@@ -44,6 +44,8 @@ APPLICATION_VERSION = f"dbosify-{RECORD_FORMAT}"
 so an edited notebook cell does not strand runs (DESIGN §9.3)."""
 
 DEFAULT_LEASE_S = 10.0
+_ACCEPTED = 2  # UpdateWorkflowExecutionLifecycleStage
+_COMPLETED = 3
 _RUN_FUNCTION = "dbosify.run"
 
 
@@ -107,6 +109,7 @@ class Process:
             max_workers=16, thread_name_prefix="dbosify-db")
         self._tasks: set[asyncio.Future[Any]] = set()
         self._close_waiters: dict[str, list[asyncio.Future[bytes]]] = {}
+        self._update_waiters: dict[tuple[str, str], list[asyncio.Future[bytes]]] = {}
         self._dbos_launched = False
         self._maintain_task: asyncio.Task[None] | None = None
         self._wake_maintain = asyncio.Event()
@@ -310,7 +313,9 @@ class Process:
     async def close_run_with_event(self, driver: RunDriver, event: HistoryEvent,
                                    at_ms: int) -> None:
         """Record a close the engine decided (timeout)."""
-        await self.closer().close_with_event(driver.run_id, event, at_ms, driver.history_length)
+        # + 1: the close event itself, which no workflow command produced.
+        await self.closer().close_with_event(driver.run_id, event, at_ms,
+                                             driver.history_length + 1)
 
     def notify_closed(self, run_id: str, close_event: bytes) -> None:
         """Wake in-process waiters of a run's result."""
@@ -330,6 +335,44 @@ class Process:
             waiters.remove(future)
             if not waiters:
                 del self._close_waiters[run_id]
+
+    async def record_update_response(self, run_id: str, response: Any) -> None:
+        """Store an update's progress (accepted, rejected, completed) and wake its waiters."""
+        from temporalio.api.update.v1 import Outcome
+
+        outcome: bytes | None = None
+        if response.HasField("accepted"):
+            stage = _ACCEPTED
+        else:
+            stage = _COMPLETED
+            result = Outcome()
+            if response.HasField("rejected"):
+                result.failure.CopyFrom(response.rejected)
+            else:
+                result.success.payloads.append(response.completed)
+            outcome = result.SerializeToString()
+        await self.db_call(self.store.put_update, run_id, response.protocol_instance_id, stage,
+                           outcome)
+        self.notify_update(run_id, response.protocol_instance_id)
+
+    def notify_update(self, run_id: str, update_id: str) -> None:
+        """Wake in-process waiters of an update."""
+        for future in self._update_waiters.pop((run_id, update_id), []):
+            future.get_loop().call_soon_threadsafe(_set_if_pending, future, b"")
+
+    def wait_update(self, run_id: str, update_id: str) -> asyncio.Future[bytes]:
+        """A future resolved when this process records progress of the update."""
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._update_waiters.setdefault((run_id, update_id), []).append(future)
+        return future
+
+    def forget_update_waiter(self, run_id: str, update_id: str,
+                             future: asyncio.Future[bytes]) -> None:
+        waiters = self._update_waiters.get((run_id, update_id))
+        if waiters and future in waiters:
+            waiters.remove(future)
+            if not waiters:
+                del self._update_waiters[(run_id, update_id)]
 
     def wake_run(self, run_id: str) -> None:
         """An event was written for a run: wake its driver if it is here."""

@@ -13,6 +13,7 @@ from temporalio.api.workflowservice.v1 import (
     RequestCancelWorkflowExecutionRequest,
     SignalWorkflowExecutionRequest,
     StartWorkflowExecutionRequest,
+    UpdateWorkflowExecutionRequest,
 )
 from temporalio.bridge.proto.activity_result import ActivityExecutionResult
 from temporalio.bridge.proto.activity_task import Start
@@ -101,6 +102,21 @@ def job_from_inbox(event: InboxEvent) -> WorkflowActivationJob | None:
         cancel = RequestCancelWorkflowExecutionRequest()
         cancel.ParseFromString(event.payload)
         job.cancel_workflow.reason = cancel.reason
+        return job
+    if event.kind == "update":
+        update = UpdateWorkflowExecutionRequest()
+        update.ParseFromString(event.payload)
+        request = update.request
+        do = job.do_update
+        do.id = request.meta.update_id
+        do.protocol_instance_id = request.meta.update_id
+        do.name = request.input.name
+        do.input.extend(request.input.args.payloads)
+        for key, value in request.input.header.fields.items():
+            do.headers[key].CopyFrom(value)
+        do.meta.update_id = request.meta.update_id
+        do.meta.identity = request.meta.identity
+        do.run_validator = True
         return job
     return None
 

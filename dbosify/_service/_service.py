@@ -18,22 +18,30 @@ import google.protobuf.message
 import temporalio.service
 from temporalio.api.common.v1 import Payloads
 from temporalio.api.enums.v1 import (
-    EventType,
     HistoryEventFilterType,
     QueryRejectCondition,
     WorkflowExecutionStatus,
     WorkflowIdConflictPolicy,
 )
+from temporalio.api.errordetails.v1 import (
+    MultiOperationExecutionFailure,
+    WorkflowExecutionAlreadyStartedFailure,
+)
+from temporalio.api.failure.v1 import MultiOperationExecutionAborted
 from temporalio.api.history.v1 import History, HistoryEvent
 from temporalio.api.workflowservice.v1 import (
     CountWorkflowExecutionsRequest,
     CountWorkflowExecutionsResponse,
     DescribeWorkflowExecutionRequest,
     DescribeWorkflowExecutionResponse,
+    ExecuteMultiOperationRequest,
+    ExecuteMultiOperationResponse,
     GetWorkflowExecutionHistoryRequest,
     GetWorkflowExecutionHistoryResponse,
     ListWorkflowExecutionsRequest,
     ListWorkflowExecutionsResponse,
+    PollWorkflowExecutionUpdateRequest,
+    PollWorkflowExecutionUpdateResponse,
     QueryWorkflowRequest,
     QueryWorkflowResponse,
     RequestCancelWorkflowExecutionRequest,
@@ -46,13 +54,15 @@ from temporalio.api.workflowservice.v1 import (
     StartWorkflowExecutionResponse,
     TerminateWorkflowExecutionRequest,
     TerminateWorkflowExecutionResponse,
+    UpdateWorkflowExecutionRequest,
+    UpdateWorkflowExecutionResponse,
 )
 from temporalio.bridge.proto.workflow_activation import WorkflowActivationJob
 from temporalio.service import RPCStatusCode
 
 from dbosify._runtime._process import Process
 from dbosify._runtime._starting import WorkflowAlreadyStarted, start_run, terminate_in
-from dbosify._service import _visibility_rpc
+from dbosify._service import _updates, _visibility_rpc
 from dbosify._service._describe import describe_run
 from dbosify._service._errors import already_started, invalid_argument, not_found, rpc_error
 from dbosify._service._history import RecordReader, replay_query
@@ -325,6 +335,76 @@ class DatabaseService(temporalio.service.ServiceClient):
         return QueryWorkflowResponse(
             query_result=Payloads(payloads=[answer.succeeded.response]))
 
+    # Updates ----------------------------------------------------------------------------------
+
+    async def _rpc_update_workflow_execution(self, req: UpdateWorkflowExecutionRequest,
+                                             timeout: float | None
+                                             ) -> UpdateWorkflowExecutionResponse:
+        execution = req.workflow_execution
+        row = await self._run(req.namespace, execution.workflow_id, execution.run_id)
+        known = None
+        if req.request.meta.update_id:
+            known = await self.process.db_call(self.process.store.get_update, row.run_id,
+                                               req.request.meta.update_id)
+        if known is None:
+            if row.status != RUNNING:
+                raise not_found(f"workflow execution already completed: workflow "
+                                f"{execution.workflow_id!r} run {row.run_id}")
+            await self.process.db_call(_updates.admit, self.process, row.run_id, req)
+        return await _updates.respond(self.process, row, req, timeout)
+
+    async def _rpc_poll_workflow_execution_update(
+            self, req: PollWorkflowExecutionUpdateRequest, timeout: float | None
+    ) -> PollWorkflowExecutionUpdateResponse:
+        ref = req.update_ref.workflow_execution
+        row = await self._run(req.namespace, ref.workflow_id, ref.run_id)
+        return await _updates.poll(self.process, row, req, timeout)
+
+    async def _rpc_execute_multi_operation(self, req: ExecuteMultiOperationRequest,
+                                           timeout: float | None
+                                           ) -> ExecuteMultiOperationResponse:
+        if len(req.operations) != 2 or not req.operations[0].HasField("start_workflow") or \
+                not req.operations[1].HasField("update_workflow"):
+            raise invalid_argument("dbosify supports the update-with-start multi-operation "
+                                   "only (a start followed by an update)")
+        start = req.operations[0].start_workflow
+        update = req.operations[1].update_workflow
+        self._validate_start(start)
+        process = self.process
+        local = process.serves_workflows(start.task_queue.name)
+
+        def write() -> tuple[str, bool]:
+            with process.store.engine.begin() as conn:
+                started = start_run(process.store, start, owner=process.executor_id
+                                    if local else None, conn=conn)
+                known = process.store.get_update(started.run_id, update.request.meta.update_id) \
+                    if update.request.meta.update_id else None
+                if known is None:
+                    _updates.admit(process, started.run_id, update, conn=conn)
+                return started.run_id, started.created
+
+        try:
+            run_id, created = await process.db_call(write)
+        except WorkflowAlreadyStarted as err:
+            failure = MultiOperationExecutionFailure()
+            status = failure.statuses.add(code=int(RPCStatusCode.ALREADY_EXISTS),
+                                          message=str(err))
+            detail = WorkflowExecutionAlreadyStartedFailure(run_id=err.run_id)
+            status.details.add().Pack(detail)
+            aborted = failure.statuses.add(code=int(RPCStatusCode.ABORTED),
+                                           message="operation was aborted")
+            aborted.details.add().Pack(MultiOperationExecutionAborted())
+            raise rpc_error(RPCStatusCode.ALREADY_EXISTS, str(err), failure) from None
+        if created and local:
+            process.launch_local(run_id)
+        row = await process.db_call(process.store.get_run_by_id, run_id)
+        response = ExecuteMultiOperationResponse()
+        response.responses.add().start_workflow.CopyFrom(
+            StartWorkflowExecutionResponse(run_id=run_id, started=created))
+        response.responses.add().update_workflow.CopyFrom(
+            await _updates.respond(process, row, update, timeout))
+        return response
+
     # Visibility ---------------------------------------------------------------------------------
 
     async def _rpc_list_workflow_executions(self, req: ListWorkflowExecutionsRequest,
@@ -337,5 +417,3 @@ class DatabaseService(temporalio.service.ServiceClient):
                                              ) -> CountWorkflowExecutionsResponse:
         return await _visibility_rpc.count_runs(self.process, req)
 
-
-_ = EventType  # re-exported for handlers added later

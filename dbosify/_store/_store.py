@@ -333,6 +333,30 @@ class Store:
                 cond.append(t.activity_tasks.c.seq == seq)
             conn.execute(sa.delete(t.activity_tasks).where(*cond))
 
+    # Updates ----------------------------------------------------------------------------------
+
+    def put_update(self, run_id: str, update_id: str, stage: int, outcome: bytes | None) -> None:
+        """Record how far an update got (never moving it back)."""
+        u = t.updates
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(u.c.stage).where(u.c.run_id == run_id,
+                                                          u.c.update_id == update_id)).first()
+            if row is None:
+                conn.execute(sa.insert(u).values(run_id=run_id, update_id=update_id, stage=stage,
+                                                 outcome=outcome, updated_ms=now_ms()))
+            elif stage > row.stage:
+                conn.execute(sa.update(u).where(u.c.run_id == run_id, u.c.update_id == update_id)
+                             .values(stage=stage, outcome=outcome, updated_ms=now_ms()))
+            self._notify(conn, f"update:{run_id}")
+
+    def get_update(self, run_id: str, update_id: str) -> tuple[int, bytes | None] | None:
+        """An update's (stage, outcome), if the run has seen it."""
+        u = t.updates
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(u.c.stage, u.c.outcome).where(
+                u.c.run_id == run_id, u.c.update_id == update_id)).first()
+        return (row.stage, row.outcome) if row is not None else None
+
     # Heartbeat details -----------------------------------------------------------------------
 
     def save_heartbeat(self, run_id: str, seq: int, details: bytes) -> None:

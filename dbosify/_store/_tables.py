@@ -124,6 +124,19 @@ activity_tasks = sa.Table(
 )
 sa.Index("dbosify_activity_tasks_by_queue", activity_tasks.c.task_queue, activity_tasks.c.claimed_by)
 
+updates = sa.Table(
+    "dbosify_updates",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("update_id", sa.String(255), primary_key=True),
+    # temporalio.api.enums.v1.UpdateWorkflowExecutionLifecycleStage: 2 accepted, 3 completed
+    # (a rejected update is completed with a failure outcome, as Temporal reports it).
+    sa.Column("stage", sa.Integer, nullable=False),
+    # Serialized temporalio.api.update.v1.Outcome once completed or rejected.
+    sa.Column("outcome", sa.LargeBinary, nullable=True),
+    sa.Column("updated_ms", sa.BigInteger, nullable=False),
+)
+
 heartbeats = sa.Table(
     "dbosify_activity_heartbeats",
     metadata,

@@ -1,0 +1,211 @@
+"""The application the end-to-end tests run in worker subprocesses.
+
+Run as ``python _app.py DATABASE_URL TASK_QUEUE IDENTITY [MARKER_DIR]``: it serves the task
+queue until it is killed. Activities append one JSON line per event (``start``, ``done``,
+``fail``) to ``MARKER_DIR/act-<pid>.log``, so a test sees exactly which activity executions
+happened, in which process and when. Once the worker serves its queue the process writes
+``MARKER_DIR/ready-<pid>``.
+
+The test process imports this module too (for the workflow classes), without running a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from dbosify import activity, workflow
+from dbosify.client import Client
+from dbosify.common import RetryPolicy
+from dbosify.exceptions import ApplicationError
+from dbosify.worker import Worker
+
+MARKER_ENV = "DBOSIFY_E2E_MARKERS"
+RELEASE_FILE = "release"
+"""Gate activities wait until this file exists in the marker directory."""
+TIMER_SECONDS = 3.0
+BACKOFF_SECONDS = 3.0
+LONG_TIMER_SECONDS = 2.5
+
+_TIMEOUT = timedelta(seconds=60)
+
+
+def _marker_dir() -> Path | None:
+    value = os.environ.get(MARKER_ENV)
+    return Path(value) if value else None
+
+
+def mark(event: str, name: str, **extra: Any) -> None:
+    """Append one line for this activity execution (one ``write`` on an O_APPEND file)."""
+    directory = _marker_dir()
+    if directory is None:
+        return
+    info = activity.info()
+    line = json.dumps({"wf": info.workflow_id, "act": name, "attempt": info.attempt,
+                       "event": event, "pid": os.getpid(), "t": time.time(), **extra})
+    fd = os.open(directory / f"act-{os.getpid()}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+# Activities -------------------------------------------------------------------------------------
+
+@activity.defn
+async def step(name: str, delay_ms: int) -> str:
+    """Marks its start, takes ``delay_ms``, marks its end."""
+    mark("start", name)
+    if delay_ms:
+        await asyncio.sleep(delay_ms / 1000)
+    mark("done", name)
+    return name
+
+
+@activity.defn
+async def gate(name: str) -> str:
+    """Marks its start, then waits until the test creates the release file."""
+    mark("start", name)
+    directory = _marker_dir()
+    assert directory is not None, "gate needs a marker directory"
+    while not (directory / RELEASE_FILE).exists():
+        await asyncio.sleep(0.02)
+    mark("done", name)
+    return name
+
+
+@activity.defn
+async def flaky(name: str) -> str:
+    """Fails its first attempt; later attempts return ``name@attempt``."""
+    attempt = activity.info().attempt
+    mark("start", name)
+    if attempt == 1:
+        mark("fail", name)
+        raise ApplicationError("attempt 1 fails on purpose", type="Flaky")
+    mark("done", name)
+    return f"{name}@{attempt}"
+
+
+ACTIVITIES = [step, gate, flaky]
+
+
+# Workflows --------------------------------------------------------------------------------------
+
+@workflow.defn
+class Pipeline:
+    """Three activities ``a``, ``b``, ``c``; between ``a`` and ``b`` per ``mode``:
+
+    - ``"activity"``: ``b`` is a gate (blocks until released);
+    - ``"timer"``: a ``workflow.sleep(TIMER_SECONDS)``;
+    - ``"signal"``: waits for the ``proceed`` signal, whose argument goes into the result.
+    """
+
+    def __init__(self) -> None:
+        self.word: str | None = None
+
+    @workflow.run
+    async def run(self, mode: str) -> str:
+        parts = [await workflow.execute_activity(step, args=["a", 0],
+                                                 start_to_close_timeout=_TIMEOUT)]
+        if mode == "timer":
+            before = workflow.now()
+            await workflow.sleep(TIMER_SECONDS)
+            parts.append(f"slept>={int((workflow.now() - before).total_seconds())}")
+        elif mode == "signal":
+            await workflow.wait_condition(lambda: self.word is not None)
+            parts.append(str(self.word))
+        if mode == "activity":
+            parts.append(await workflow.execute_activity(gate, "b",
+                                                         start_to_close_timeout=_TIMEOUT))
+        else:
+            parts.append(await workflow.execute_activity(step, args=["b", 0],
+                                                         start_to_close_timeout=_TIMEOUT))
+        parts.append(await workflow.execute_activity(step, args=["c", 0],
+                                                     start_to_close_timeout=_TIMEOUT))
+        return "-".join(parts)
+
+    @workflow.signal
+    def proceed(self, word: str) -> None:
+        self.word = word
+
+
+@workflow.defn
+class Backoff:
+    """One activity whose first attempt fails; the retry waits ``BACKOFF_SECONDS``."""
+
+    @workflow.run
+    async def run(self) -> str:
+        return await workflow.execute_activity(
+            flaky, "x", start_to_close_timeout=_TIMEOUT,
+            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=BACKOFF_SECONDS),
+                                     backoff_coefficient=2.0, maximum_attempts=5))
+
+
+@workflow.defn
+class Short:
+    """One activity of ``delay_ms``."""
+
+    @workflow.run
+    async def run(self, delay_ms: int) -> str:
+        return await workflow.execute_activity(step, args=["s", delay_ms],
+                                               start_to_close_timeout=_TIMEOUT)
+
+
+@workflow.defn
+class Blocked:
+    """A gate, then a step."""
+
+    @workflow.run
+    async def run(self) -> str:
+        first = await workflow.execute_activity(gate, "g", start_to_close_timeout=_TIMEOUT)
+        second = await workflow.execute_activity(step, args=["after", 0],
+                                                 start_to_close_timeout=_TIMEOUT)
+        return f"{first}-{second}"
+
+
+@workflow.defn
+class Spanning:
+    """Outlives a short lease: a step, a ``LONG_TIMER_SECONDS`` timer, a step."""
+
+    @workflow.run
+    async def run(self) -> str:
+        first = await workflow.execute_activity(step, args=["one", 50],
+                                                start_to_close_timeout=_TIMEOUT)
+        await workflow.sleep(LONG_TIMER_SECONDS)
+        second = await workflow.execute_activity(step, args=["two", 50],
+                                                 start_to_close_timeout=_TIMEOUT)
+        return f"{first}-{second}"
+
+
+WORKFLOWS = [Pipeline, Backoff, Short, Blocked, Spanning]
+
+
+# Entry point ------------------------------------------------------------------------------------
+
+async def serve(url: str, task_queue: str, identity: str) -> None:
+    """Serve ``task_queue`` until the process is killed."""
+    client = await Client.connect(url)
+    async with Worker(client, task_queue=task_queue, workflows=WORKFLOWS,
+                      activities=ACTIVITIES, identity=identity):
+        directory = _marker_dir()
+        if directory is not None:
+            (directory / f"ready-{os.getpid()}").write_text(json.dumps({"t": time.time()}))
+        await asyncio.Event().wait()
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) not in (3, 4):
+        raise SystemExit("usage: _app.py DATABASE_URL TASK_QUEUE IDENTITY [MARKER_DIR]")
+    if len(argv) == 4:
+        os.environ[MARKER_ENV] = argv[3]
+    asyncio.run(serve(argv[0], argv[1], argv[2]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
