@@ -42,15 +42,12 @@ _DEFAULT_HEARTBEAT_THROTTLE_S = 30.0
 _MAX_HEARTBEAT_THROTTLE_S = 60.0
 
 
-class _PollShutdown(Exception):
-    pass
-
-
 def _poll_shutdown_error() -> BaseException:
     # temporalio's activity worker stops polling on this exact type.
     import temporalio.bridge.worker as bridge_worker
 
-    return bridge_worker.PollShutdownError()
+    error: BaseException = bridge_worker.PollShutdownError()  # type: ignore[attr-defined]
+    return error
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from temporalio.bridge.proto.workflow_commands import WorkflowCommand
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
@@ -17,7 +18,7 @@ def describe_command(command: WorkflowCommand) -> str:
     """A short, stable description of what a command asks for, e.g.
     ``schedule_activity(seq=1, type='charge')``."""
     kind = command.WhichOneof("variant") or "unknown"
-    body = getattr(command, kind, None)
+    body: Any = getattr(command, kind, None)
     if kind == "schedule_activity":
         return f"schedule_activity(seq={body.seq}, type={body.activity_type!r})"
     if kind == "start_timer":

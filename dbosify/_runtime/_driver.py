@@ -152,9 +152,11 @@ class RunDriver:
         return self._output()
 
     def _output(self) -> dict[str, Any]:
-        if self.final_completion is None:
+        # A run closed by the engine (timeout, terminate) has its last completion unrecorded.
+        final = self.final_completion or self.unrecorded_completion
+        if final is None:
             return {}
-        return WorkflowTask(WorkflowActivation(), self.final_completion).to_record()
+        return WorkflowTask(WorkflowActivation(), final).to_record()
 
     def _index_recorded(self, recorded: list[dict[str, Any]]) -> None:
         # Completion k is stored with task k+1: index them by task number for look-ahead
@@ -282,8 +284,8 @@ class RunDriver:
         logger.log(level, "workflow task failed for workflow %r run %s (task %d); it will be "
                    "retried: %s%s", self.row.workflow_id, self.run_id, index, message,
                    ("\n" + stack) if stack else "")
-        self.process.spawn(self.process.db_call(self.process.store.update_run, self.run_id,
-                                             task_failure=message[:4000]))
+        self.process.spawn(self.process.db_call(
+            lambda: self.process.store.update_run(self.run_id, task_failure=message[:4000])))
 
     async def _retry_failed_task(self) -> bool:
         """Replay every task on a fresh instance (the code may have changed since)."""
@@ -297,8 +299,8 @@ class RunDriver:
             if index == len(self.tasks) - 1:
                 self._after_completion(index, completion, replayed=index < len(self.completions))
         self.task_retry_delay_ms = _TASK_RETRY_FIRST_MS
-        self.process.spawn(self.process.db_call(self.process.store.update_run, self.run_id,
-                                             task_failure=None))
+        self.process.spawn(self.process.db_call(
+            lambda: self.process.store.update_run(self.run_id, task_failure=None)))
         return True
 
     def _after_completion(self, index: int, completion: WorkflowActivationCompletion,
@@ -331,8 +333,8 @@ class RunDriver:
             if act is not None:
                 act.cancel_requested = True
         elif kind == "start_timer":
-            body = command.start_timer
-            self.timers[body.seq] = at_ms + int(body.start_to_fire_timeout.ToMilliseconds())
+            timer = command.start_timer
+            self.timers[timer.seq] = at_ms + int(timer.start_to_fire_timeout.ToMilliseconds())
         elif kind == "cancel_timer":
             self.timers.pop(command.cancel_timer.seq, None)
         elif kind in ("upsert_workflow_search_attributes", "modify_workflow_properties"):
@@ -427,9 +429,9 @@ class RunDriver:
             if records:
                 return {"records": records}
             while self.pending_updates:
-                task = await self._admit_update(self.pending_updates.pop(0), now)
-                if task is not None:
-                    return {"records": [task.to_record()]}
+                admitted = await self._admit_update(self.pending_updates.pop(0), now)
+                if admitted is not None:
+                    return {"records": [admitted.to_record()]}
             self._start_due_attempts(now)
             await self._wait(self._seconds_to_next_deadline(now, poll_s))
 

@@ -85,7 +85,7 @@ async def respond(process: Process, row: Any, req: UpdateWorkflowExecutionReques
     stage, outcome = await wait_for_stage(process, row.run_id, update_id,
                                           _wanted(req.wait_policy.lifecycle_stage),
                                           min(timeout or _ADMIT_WAIT_S, _ADMIT_WAIT_S))
-    response = UpdateWorkflowExecutionResponse(stage=stage)
+    response = UpdateWorkflowExecutionResponse(stage=Stage.ValueType(stage))
     response.update_ref.update_id = update_id
     response.update_ref.workflow_execution.workflow_id = row.workflow_id
     response.update_ref.workflow_execution.run_id = row.run_id
@@ -106,7 +106,7 @@ async def poll(process: Process, row: Any, req: PollWorkflowExecutionUpdateReque
         process, row.run_id, update_id,
         Stage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_COMPLETED,
         min(timeout or _OUTCOME_WAIT_S, _OUTCOME_WAIT_S))
-    response = PollWorkflowExecutionUpdateResponse(stage=stage)
+    response = PollWorkflowExecutionUpdateResponse(stage=Stage.ValueType(stage))
     response.update_ref.CopyFrom(req.update_ref)
     response.update_ref.workflow_execution.run_id = row.run_id
     if outcome is not None:

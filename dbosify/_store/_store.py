@@ -296,7 +296,7 @@ class Store:
             return []
         at = t.activity_tasks
         with self.engine.begin() as conn:
-            free = at.c.claimed_by.is_(None)
+            free: sa.ColumnElement[bool] = at.c.claimed_by.is_(None)
             if dead_owners:
                 free = sa.or_(free, at.c.claimed_by.in_(list(dead_owners)))
             query = sa.select(at).where(at.c.task_queue.in_(queues), free).order_by(at.c.id)

@@ -26,7 +26,7 @@ class Client(temporalio.client.Client):
     """
 
     @classmethod
-    async def connect(  # type: ignore[override]
+    async def connect(
         cls,
         target_host: str | None = None,
         *,

@@ -88,7 +88,11 @@ class Worker:
         self.max_concurrent_workflow_tasks = max_concurrent_workflow_tasks or 100
         self.graceful_shutdown_timeout = graceful_shutdown_timeout
         self.stopping = False
-        self._interceptors = list(client.config()["interceptors"]) + list(interceptors)
+        # Client interceptors that are also worker interceptors apply to the worker too, as in
+        # temporalio.
+        self._interceptors: list[Interceptor] = [
+            i for i in client.config()["interceptors"] if isinstance(i, Interceptor)
+        ] + list(interceptors)
         self._activities = list(activities)
         self._activity_executor = activity_executor
         self.activity_runner: ActivityRunner | None = None
