@@ -59,6 +59,7 @@ EVENT_STEP = "dbosify.event"
 
 _TASK_RETRY_FIRST_MS = 1000
 _TASK_RETRY_MAX_MS = 30_000
+_INBOX_SAFETY_S = 5.0
 
 
 class RunClosed(Exception):
@@ -96,13 +97,17 @@ class _Activity:
 class RunDriver:
     """Runs one workflow run in this process."""
 
-    def __init__(self, process: Process, run_id: str, *, recovering: bool) -> None:
+    def __init__(self, process: Process, run_id: str, *, recovering: bool,
+                 row: Any = None) -> None:
         self.process = process
         self.run_id = run_id
         self.recovering = recovering
         self.closed = False
         self.wake = asyncio.Event()
-        self.inbox_dirty = True
+        # A run started here has an empty inbox unless someone wrote to it since (the process
+        # remembers wake-ups for runs whose driver did not exist yet); any other run reads it.
+        self.inbox_dirty = recovering or process.take_early_wake(run_id)
+        self.inbox_read_at = 0.0
         self.instance: WorkflowInstance | None = None
         self.lock = asyncio.Lock()
         self.tasks: list[WorkflowTask] = []
@@ -123,7 +128,7 @@ class RunDriver:
         self.task_retry_delay_ms = _TASK_RETRY_FIRST_MS
         self.history_length = 1  # WorkflowExecutionStarted
         self.final_completion: WorkflowActivationCompletion | None = None
-        self.row: Any = None
+        self.row: Any = row
         self.start_request = StartWorkflowExecutionRequest()
         self.deadline_ms: int | None = None
         self.current_task = asyncio.current_task()
@@ -132,7 +137,8 @@ class RunDriver:
 
     async def run(self) -> dict[str, Any] | None:
         """Drive the run until it closes; returns the DBOS workflow's output."""
-        row = await self.process.db_call(self.process.store.get_run_by_id, self.run_id)
+        row = self.row if self.row is not None else \
+            await self.process.db_call(self.process.store.get_run_by_id, self.run_id)
         if row is None or row.status != rs.RUNNING:
             return None
         self.row = row
@@ -140,7 +146,10 @@ class RunDriver:
         self.deadline_ms = rs.run_deadline_ms(self.start_request, row.start_time_ms)
         recorded: list[dict[str, Any]] = []
         if self.recovering:
-            steps = await DBOS.list_workflow_steps_async(self.run_id)
+            # Read outside this DBOS workflow's context (db_call's thread does not inherit it):
+            # called inside it, DBOS records the listing as a step of its own, which collides
+            # with the recorded dbosify.event at that step number (DBOSUnexpectedStepError).
+            steps = await self.process.db_call(DBOS.list_workflow_steps, self.run_id)
             recorded = [s["output"] for s in steps if s["function_name"] == EVENT_STEP
                         and s["output"] is not None]
             self._index_recorded(recorded)
@@ -398,7 +407,7 @@ class RunDriver:
 
     async def _next_event(self) -> dict[str, Any]:
         records: list[dict[str, Any]] = []
-        poll_s = self.process.poll_interval
+        poll_s = _INBOX_SAFETY_S
         while True:
             now = now_ms()
             if self.task_failure is not None:
@@ -442,8 +451,11 @@ class RunDriver:
         try:
             await asyncio.wait_for(self.wake.wait(), max(seconds, 0.0))
         except asyncio.TimeoutError:
-            # A cross-process producer may have written without a wake-up reaching us.
-            self.inbox_dirty = True
+            # Wake-ups come in-process, by NOTIFY, or from the process's SQLite poll; a rare
+            # look of our own covers one lost while a listener reconnected.
+            loop = asyncio.get_running_loop()
+            if loop.time() - self.inbox_read_at >= _INBOX_SAFETY_S:
+                self.inbox_dirty = True
 
     def _seconds_to_next_deadline(self, now: int, cap: float) -> float:
         deadlines = list(self.timers.values())
@@ -676,6 +688,7 @@ class RunDriver:
 
     async def _read_inbox(self) -> dict[str, Any] | None:
         self.inbox_dirty = False
+        self.inbox_read_at = asyncio.get_running_loop().time()
         events = await self.process.db_call(self.process.store.read_inbox, self.run_id,
                                          self.inbox_cursor)
         for event in events:

@@ -103,6 +103,8 @@ class Process:
         self.workers: list[Any] = []
         self.drivers: dict[str, RunDriver] = {}
         self.fresh_runs: set[str] = set()
+        self.fresh_rows: dict[str, Any] = {}
+        self._early_wakes: set[str] = set()
         self.activation_executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=32, thread_name_prefix="dbosify-workflow")
         self.db_executor = concurrent.futures.ThreadPoolExecutor(
@@ -253,8 +255,9 @@ class Process:
 
     async def _drive(self, run_id: str) -> dict[str, Any] | None:
         recovering = run_id not in self.fresh_runs
+        driver = RunDriver(self, run_id, recovering=recovering,
+                           row=self.fresh_rows.pop(run_id, None))
         self.fresh_runs.discard(run_id)
-        driver = RunDriver(self, run_id, recovering=recovering)
         self.drivers[run_id] = driver
         try:
             return await driver.run()
@@ -262,10 +265,13 @@ class Process:
             if self.drivers.get(run_id) is driver:
                 del self.drivers[run_id]
 
-    async def start_run(self, run_id: str) -> None:
-        """Start a run this process has just created and owns (no DBOS workflow exists yet)."""
+    async def start_run(self, run_id: str, row: Any = None) -> None:
+        """Start a run this process has just created and owns (no DBOS workflow exists yet);
+        ``row`` is its freshly written runs row, saving a read."""
         await self._ensure_dbos()
         self.fresh_runs.add(run_id)
+        if row is not None:
+            self.fresh_rows[run_id] = row
         with SetWorkflowID(run_id):
             await DBOS.start_workflow_async(_dbos_run, run_id)
 
@@ -282,12 +288,13 @@ class Process:
             logger.warning("run %s is RUNNING for dbosify but its DBOS workflow is %s",
                            run_id, status.status)
 
-    def launch_local(self, run_id: str) -> None:
+    def launch_local(self, run_id: str, row: Any = None) -> None:
         """Start a new run from any thread or loop (the client may not be on the engine loop)."""
         loop = self.loop
         if loop is None:
             return
-        coro = self.start_run(run_id)
+        self.fresh_runs.add(run_id)
+        coro = self.start_run(run_id, row)
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -374,11 +381,20 @@ class Process:
             if not waiters:
                 del self._update_waiters[(run_id, update_id)]
 
+    def take_early_wake(self, run_id: str) -> bool:
+        """Whether an event was written for a run before its driver existed."""
+        if run_id in self._early_wakes:
+            self._early_wakes.discard(run_id)
+            return True
+        return False
+
     def wake_run(self, run_id: str) -> None:
         """An event was written for a run: wake its driver if it is here."""
         driver = self.drivers.get(run_id)
         loop = self.loop
         if driver is None or loop is None:
+            if run_id in self.fresh_runs:
+                self._early_wakes.add(run_id)
             return
 
         def wake() -> None:

@@ -26,7 +26,7 @@ def decide_retry(policy: RetryPolicyProto | None, attempt: int, failure: Failure
                  now_ms: int, schedule_to_close_deadline_ms: int | None) -> RetryDecision:
     """Apply a retry policy to the failure of ``attempt`` (1-based), as Temporal's server does.
 
-    Defaults (no policy): 1 s initial interval, backoff 2.0, maximum interval 100 × initial,
+    Defaults (no policy): 1 s initial interval, backoff 2.0, maximum interval 100 x initial,
     unlimited attempts.
 
     >>> from temporalio.api.failure.v1 import Failure

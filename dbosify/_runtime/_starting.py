@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,7 +18,8 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
 
 from dbosify._runtime._run_state import search_attribute_rows
-from dbosify._store._store import Store, now_ms
+from dbosify._store import _tables as t
+from dbosify._store._store import RUNNING, Store, now_ms
 from dbosify.history._seed import core_randomness_seed
 
 S = WorkflowExecutionStatus
@@ -42,6 +44,8 @@ class StartedRun:
     run_id: str
     created: bool
     """False when an existing run was returned (same request id, or USE_EXISTING)."""
+    row: Any = None
+    """The new run's row as written (columns as attributes), when created."""
 
 
 def terminated_event(reason: str, identity: str, at_ms: int) -> HistoryEvent:
@@ -95,7 +99,9 @@ def start_run(store: Store, req: StartWorkflowExecutionRequest, *, owner: str | 
         "owner": owner,
     }
     store.insert_run(conn, values, search_attribute_rows(req.search_attributes))
-    return StartedRun(run_id, True)
+    row = SimpleNamespace(**{c.name: None for c in t.runs.columns})
+    row.__dict__.update(values, history_length=0)
+    return StartedRun(run_id, True, row)
 
 
 def _signed64(value: int) -> int:
@@ -105,7 +111,9 @@ def _signed64(value: int) -> int:
 
 def _apply_policies(store: Store, conn: sa.Connection, req: StartWorkflowExecutionRequest,
                     namespace: str) -> StartedRun | None:
-    running = store.running_run(conn, namespace, req.workflow_id)
+    # One read: the newest run sorts a running one first.
+    latest = store.latest_run(conn, namespace, req.workflow_id)
+    running = latest if latest is not None and latest.status == RUNNING else None
     conflict = req.workflow_id_conflict_policy
     reuse = req.workflow_id_reuse_policy
     if running is not None:
@@ -119,8 +127,8 @@ def _apply_policies(store: Store, conn: sa.Connection, req: StartWorkflowExecuti
                          "terminated by a new start (workflow id conflict policy)", req.identity)
         else:
             raise WorkflowAlreadyStarted(req.workflow_id, running.workflow_type, running.run_id)
-    latest = store.latest_run(conn, namespace, req.workflow_id)
-    if latest is None or latest.status == S.WORKFLOW_EXECUTION_STATUS_RUNNING:
+        return None
+    if latest is None:
         return None
     if reuse == WorkflowIdReusePolicy.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE:
         raise WorkflowAlreadyStarted(req.workflow_id, latest.workflow_type, latest.run_id)

@@ -116,7 +116,7 @@ async def replay_query(process: Process, records: RunRecords,
     first = records.tasks[0].activation
     instance = create_instance(reg, first, first.jobs[0].initialize_workflow)
     completions = [t.previous_completion for t in records.tasks[1:]] + [records.final_completion]
-    for task, recorded in zip(records.tasks, completions):
+    for task, recorded in zip(records.tasks, completions, strict=True):
         activation = WorkflowActivation()
         activation.CopyFrom(task.activation)
         activation.is_replaying = True

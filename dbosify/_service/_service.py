@@ -60,8 +60,14 @@ from temporalio.api.workflowservice.v1 import (
 from temporalio.bridge.proto.workflow_activation import WorkflowActivationJob
 from temporalio.service import RPCStatusCode
 
+from dbosify._runtime._closing import STATUS_OF_CLOSE_EVENT
 from dbosify._runtime._process import Process
-from dbosify._runtime._starting import WorkflowAlreadyStarted, start_run, terminate_in
+from dbosify._runtime._starting import (
+    StartedRun,
+    WorkflowAlreadyStarted,
+    start_run,
+    terminate_in,
+)
 from dbosify._service import _updates, _visibility_rpc
 from dbosify._service._describe import describe_run
 from dbosify._service._errors import already_started, invalid_argument, not_found, rpc_error
@@ -72,6 +78,17 @@ RUNNING = S.WORKFLOW_EXECUTION_STATUS_RUNNING
 _LONG_POLL_S = 20.0
 """A result long-poll answers with an empty page after this long; temporalio's client polls
 again (the way a Temporal server caps its long-polls)."""
+
+
+class _ClosedRun:
+    """What a result poll needs of a run this process just closed (no re-read)."""
+
+    def __init__(self, close_event: bytes, history_length: int) -> None:
+        event = HistoryEvent()
+        event.ParseFromString(close_event)
+        self.close_event = close_event
+        self.status = STATUS_OF_CLOSE_EVENT[event.event_type]
+        self.history_length = history_length + 1
 
 
 class DatabaseService(temporalio.service.ServiceClient):
@@ -155,24 +172,24 @@ class DatabaseService(temporalio.service.ServiceClient):
         local = process.serves_workflows(req.task_queue.name)
         owner = process.executor_id if local else None
 
-        def write() -> tuple[str, bool]:
+        def write() -> StartedRun:
             with process.store.engine.begin() as conn:
                 started = start_run(process.store, req, owner=owner, conn=conn)
                 if signal is not None:
                     process.store.append_inbox(started.run_id, "signal",
                                                signal.SerializeToString(),
                                                signal.request_id or None, conn=conn)
-                return started.run_id, started.created
+                return started
 
         try:
-            run_id, created = await process.db_call(write)
+            started = await process.db_call(write)
         except WorkflowAlreadyStarted as err:
             raise already_started(str(err), err.run_id, req.request_id) from None
-        if created and local:
-            process.launch_local(run_id)
-        elif signal is not None:
-            process.wake_run(run_id)
-        return run_id, created
+        if started.created and local:
+            process.launch_local(started.run_id, started.row)
+        if signal is not None:
+            process.wake_run(started.run_id)
+        return started.run_id, started.created
 
     async def _rpc_start_workflow_execution(self, req: StartWorkflowExecutionRequest,
                                             _timeout: float | None
@@ -244,9 +261,11 @@ class DatabaseService(temporalio.service.ServiceClient):
                 # re-read notices it (a short poll on SQLite, a longer one on Postgres).
                 poll = process.poll_interval if not process.drivers.get(row.run_id) else 5.0
                 try:
-                    await asyncio.wait_for(asyncio.shield(future), min(left, poll))
+                    event = await asyncio.wait_for(asyncio.shield(future), min(left, poll))
                 except asyncio.TimeoutError:
                     continue
+                # Closed in this process: the close event came with the wake-up.
+                return _ClosedRun(event, fresh.history_length)
         finally:
             process.forget_waiter(row.run_id, future)
 
@@ -397,6 +416,7 @@ class DatabaseService(temporalio.service.ServiceClient):
             raise rpc_error(RPCStatusCode.ALREADY_EXISTS, str(err), failure) from None
         if created and local:
             process.launch_local(run_id)
+        process.wake_run(run_id)
         row = await process.db_call(process.store.get_run_by_id, run_id)
         response = ExecuteMultiOperationResponse()
         response.responses.add().start_workflow.CopyFrom(

@@ -9,6 +9,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
+import temporalio.activity
 import temporalio.client
 import temporalio.workflow
 from temporalio.worker import (
@@ -96,9 +97,9 @@ class Worker:
         self._activities = list(activities)
         self._activity_executor = activity_executor
         self.activity_runner: ActivityRunner | None = None
-        if activities and any(not asyncio.iscoroutinefunction(a) and
-                              not asyncio.iscoroutinefunction(getattr(a, "__call__", None))
-                              for a in activities) and activity_executor is None:
+        if activity_executor is None and any(
+                not temporalio.activity._Definition.must_from_callable(a).is_async
+                for a in activities):
             raise ValueError("sync activities need an activity_executor, e.g. "
                              "concurrent.futures.ThreadPoolExecutor(), as in temporalio")
         self.workflow_registrations = self._register_workflows(

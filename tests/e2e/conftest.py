@@ -130,11 +130,11 @@ class Cluster:
 
     async def wait_for(self, check: Callable[[], T | None], what: str,
                        timeout: float = 30.0) -> T:
-        """Poll ``check`` until it returns something other than None or False."""
+        """Poll ``check`` until it returns something true."""
         deadline = time.monotonic() + timeout
         while True:
             value = check()
-            if value is not None and value is not False:
+            if value:
                 return value
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out waiting for {what}\n{self.logs_text()}")
