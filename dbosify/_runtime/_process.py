@@ -14,6 +14,7 @@ import concurrent.futures
 import logging
 import os
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -96,7 +97,9 @@ class Process:
         self.store = Store(db)
         self.closed = False
         self.executor_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        # Stable across restarts of the same program, so a restarted worker takes its dead
+        # predecessor's runs at once (DESIGN §9.3); Worker(identity=...) overrides it.
+        self.identity = f"{socket.gethostname()}:{os.path.abspath(sys.argv[0] or 'python')}"
         self.lease_s = float(os.environ.get("DBOSIFY_LEASE_SECONDS", DEFAULT_LEASE_S))
         self.poll_interval = 0.1 if db.dialect == "sqlite" else 1.0
         self.loop: asyncio.AbstractEventLoop | None = None
