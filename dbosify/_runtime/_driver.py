@@ -104,9 +104,9 @@ class RunDriver:
         self.recovering = recovering
         self.closed = False
         self.wake = asyncio.Event()
-        # A run started here has an empty inbox unless someone wrote to it since (the process
-        # remembers wake-ups for runs whose driver did not exist yet); any other run reads it.
-        self.inbox_dirty = recovering or process.take_early_wake(run_id)
+        # A run created by this process has an empty inbox unless someone wrote to it since
+        # (the process remembers those wake-ups); any other run reads its inbox first.
+        self.inbox_dirty = recovering or not process.inbox_known_empty(run_id)
         self.inbox_read_at = 0.0
         self.instance: WorkflowInstance | None = None
         self.lock = asyncio.Lock()

@@ -45,6 +45,7 @@ APPLICATION_VERSION = f"dbosify-{RECORD_FORMAT}"
 so an edited notebook cell does not strand runs (DESIGN §9.3)."""
 
 DEFAULT_LEASE_S = 10.0
+_UNANSWERED = "dbosify:unanswered"
 _ACCEPTED = 2  # UpdateWorkflowExecutionLifecycleStage
 _COMPLETED = 3
 _RUN_FUNCTION = "dbosify.run"
@@ -108,6 +109,10 @@ class Process:
         self.fresh_runs: set[str] = set()
         self.fresh_rows: dict[str, Any] = {}
         self._early_wakes: set[str] = set()
+        self._created_here: set[str] = set()
+        self._answering: set[int] = set()
+        self._answer_waiters: dict[int, asyncio.Future[bytes]] = {}
+        self._queries_waiting = False
         self.activation_executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=32, thread_name_prefix="dbosify-workflow")
         self.db_executor = concurrent.futures.ThreadPoolExecutor(
@@ -384,19 +389,30 @@ class Process:
             if not waiters:
                 del self._update_waiters[(run_id, update_id)]
 
-    def take_early_wake(self, run_id: str) -> bool:
-        """Whether an event was written for a run before its driver existed."""
-        if run_id in self._early_wakes:
-            self._early_wakes.discard(run_id)
-            return True
-        return False
+    def expect_run(self, run_id: str) -> None:
+        """This process is about to create ``run_id`` (call before writing it): wake-ups that
+        arrive before its driver exists are remembered."""
+        self._created_here.add(run_id)
+
+    def forget_run(self, run_id: str) -> None:
+        """The expected run was not created (the start resolved to another run)."""
+        self._created_here.discard(run_id)
+
+    def inbox_known_empty(self, run_id: str) -> bool:
+        """Whether a new driver may skip its first inbox read: the run was created here and no
+        event has been written for it since."""
+        created = run_id in self._created_here
+        self._created_here.discard(run_id)
+        woken = run_id in self._early_wakes
+        self._early_wakes.discard(run_id)
+        return created and not woken
 
     def wake_run(self, run_id: str) -> None:
         """An event was written for a run: wake its driver if it is here."""
         driver = self.drivers.get(run_id)
         loop = self.loop
         if driver is None or loop is None:
-            if run_id in self.fresh_runs:
+            if run_id in self._created_here:
                 self._early_wakes.add(run_id)
             return
 
@@ -434,6 +450,9 @@ class Process:
                                                  self.executor_id, 8):
                     await self.adopt_run(run_id)
                 await self._claim_activity_tasks()
+                if self.db.dialect == "sqlite" or self._queries_waiting:
+                    self._queries_waiting = False
+                    await self._answer_queries()
                 if self.db.dialect == "sqlite":
                     await self._poll_inbox()
             except asyncio.CancelledError:
@@ -480,6 +499,64 @@ class Process:
                            rs.encode_remote_outcome(token, outcome), token.decode())
         self.wake_run(row.run_id)
 
+    async def _answer_queries(self) -> None:
+        for query_id, run_id, job_bytes in await self.db_call(self.store.open_queries,
+                                                              self.executor_id):
+            if query_id not in self._answering:
+                self._answering.add(query_id)
+                self.spawn(self._answer_query(query_id, run_id, job_bytes))
+
+    async def _answer_query(self, query_id: int, run_id: str, job_bytes: bytes) -> None:
+        from temporalio.bridge.proto.workflow_activation import WorkflowActivationJob
+
+        job = WorkflowActivationJob()
+        job.ParseFromString(job_bytes)
+        driver = self.drivers.get(run_id)
+        try:
+            if driver is None:
+                raise LookupError("the run is no longer driven by this process")
+            command = await driver.query(job)
+        except LookupError as err:
+            command = WorkflowCommand()
+            command.respond_to_query.query_id = job.query_workflow.query_id
+            command.respond_to_query.failed.message = f"query not answered: {err}"
+            command.respond_to_query.failed.source = _UNANSWERED
+        try:
+            await self.db_call(self.store.answer_query, query_id, command.SerializeToString(),
+                               run_id)
+        finally:
+            self._answering.discard(query_id)
+
+    async def ask_owner(self, run_id: str, owner: str, job: Any, seconds: float) -> Any:
+        """Ask the process that drives a run to answer a query; None if it does not answer in
+        ``seconds`` (it may have died: the caller then replays the history itself)."""
+        self._start_listener()
+        query_id = await self.db_call(self.store.ask_query, run_id, owner,
+                                      job.SerializeToString())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        try:
+            while loop.time() < deadline:
+                answer = await self.db_call(self.store.query_answer, query_id)
+                if answer is not None:
+                    command = WorkflowCommand()
+                    command.ParseFromString(answer)
+                    if command.respond_to_query.failed.source == _UNANSWERED:
+                        return None
+                    return command
+                future = loop.create_future()
+                self._answer_waiters[query_id] = future
+                try:
+                    await asyncio.wait_for(future, min(self.poll_interval,
+                                                       max(deadline - loop.time(), 0.001)))
+                except asyncio.TimeoutError:
+                    pass
+                finally:
+                    self._answer_waiters.pop(query_id, None)
+            return None
+        finally:
+            await self.db_call(self.store.query_answer, query_id, True)
+
     async def _poll_inbox(self) -> None:
         # SQLite has no push: a cheap look for events written by other processes.
         cursor, runs = await self.db_call(self.store.runs_with_inbox_after, self._inbox_cursor)
@@ -525,6 +602,13 @@ class Process:
             self.wake_run(key)
         elif kind in ("run", "activity"):
             self.wake_dispatch()
+        elif kind == "query" and key == self.executor_id:
+            self._queries_waiting = True
+            self.wake_dispatch()
+        elif kind == "answer":
+            future = self._answer_waiters.get(int(key))
+            if future is not None:
+                future.get_loop().call_soon_threadsafe(_set_if_pending, future, b"")
 
     # Shutdown ---------------------------------------------------------------------------------
 

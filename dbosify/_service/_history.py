@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dbos import DBOSClient
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
 from temporalio.bridge.proto.workflow_activation import WorkflowActivation, WorkflowActivationJob
@@ -22,6 +23,8 @@ from dbosify._runtime._run_state import initial_activation
 from dbosify.history import build_history
 
 logger = logging.getLogger("dbosify")
+RUNNING = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+_FINAL_WAIT_S = 2.0
 
 
 @dataclass
@@ -67,23 +70,29 @@ class RecordReader:
             self._client = DBOSClient(system_database_url=self.process.db.url, lazy=True)
         return self._client
 
-    def _read(self, run_id: str) -> tuple[list[dict[str, Any]], Any]:
+    def _read(self, run_id: str) -> tuple[list[dict[str, Any]], Any, bool]:
         client = self._dbos_client()
         try:
             steps = client.list_workflow_steps(run_id)
             status = client.retrieve_workflow(run_id).get_status()
         except Exception:
             # No DBOS workflow yet (no worker has taken the run), or no DBOS tables at all.
-            return [], None
+            return [], None, False
         outputs = [s["output"] for s in steps
                    if s["function_name"] == EVENT_STEP and s["output"] is not None]
-        return outputs, status.output
+        return outputs, status.output, status.status == "PENDING"
 
     async def records(self, row: Any) -> RunRecords:
         """The run's recorded tasks (task 0 derived from its start request)."""
         req = StartWorkflowExecutionRequest()
         req.ParseFromString(row.start_request)
-        outputs, final = await self.process.db_call(self._read, row.run_id)
+        outputs, final, pending = await self.process.db_call(self._read, row.run_id)
+        # The run's row is closed just before its DBOS workflow returns the last completion:
+        # a history read in between would miss it, so give the workflow a moment to finish.
+        deadline = asyncio.get_running_loop().time() + _FINAL_WAIT_S
+        while pending and row.status != RUNNING and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+            outputs, final, pending = await self.process.db_call(self._read, row.run_id)
         tasks = [WorkflowTask(initial_activation(row, req))]
         for output in outputs:
             for data in output.get("records", []):

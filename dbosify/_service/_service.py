@@ -75,6 +75,8 @@ from dbosify._service._history import RecordReader, replay_query
 
 S = WorkflowExecutionStatus
 RUNNING = S.WORKFLOW_EXECUTION_STATUS_RUNNING
+_QUERY_WAIT_S = 10.0
+"""How long a query waits for the process that drives the run before replaying it here."""
 _LONG_POLL_S = 20.0
 """A result long-poll answers with an empty page after this long; temporalio's client polls
 again (the way a Temporal server caps its long-polls)."""
@@ -172,9 +174,13 @@ class DatabaseService(temporalio.service.ServiceClient):
         local = process.serves_workflows(req.task_queue.name)
         owner = process.executor_id if local else None
 
+        run_id = str(uuid.uuid4())
+        if local:
+            process.expect_run(run_id)
+
         def write() -> StartedRun:
             with process.store.engine.begin() as conn:
-                started = start_run(process.store, req, owner=owner, conn=conn)
+                started = start_run(process.store, req, owner=owner, conn=conn, run_id=run_id)
                 if signal is not None:
                     process.store.append_inbox(started.run_id, "signal",
                                                signal.SerializeToString(),
@@ -184,7 +190,10 @@ class DatabaseService(temporalio.service.ServiceClient):
         try:
             started = await process.db_call(write)
         except WorkflowAlreadyStarted as err:
+            process.forget_run(run_id)
             raise already_started(str(err), err.run_id, req.request_id) from None
+        if not started.created:
+            process.forget_run(run_id)
         if started.created and local:
             process.launch_local(started.run_id, started.row)
         if signal is not None:
@@ -320,7 +329,7 @@ class DatabaseService(temporalio.service.ServiceClient):
     # Queries ------------------------------------------------------------------------------------
 
     async def _rpc_query_workflow(self, req: QueryWorkflowRequest,
-                                  _timeout: float | None) -> QueryWorkflowResponse:
+                                  timeout: float | None) -> QueryWorkflowResponse:
         row = await self._run(req.namespace, req.execution.workflow_id, req.execution.run_id)
         condition = req.query_reject_condition
         rejected = (
@@ -340,12 +349,18 @@ class DatabaseService(temporalio.service.ServiceClient):
         query.arguments.extend(req.query.query_args.payloads)
         for key, value in req.query.header.fields.items():
             query.headers[key].CopyFrom(value)
-        driver = self.process.drivers.get(row.run_id)
+        process = self.process
+        driver = process.drivers.get(row.run_id)
         try:
+            command = None
             if driver is not None and row.status == RUNNING and driver.instance is not None:
                 command = await driver.query(job)
-            else:
-                command = await replay_query(self.process, await self.reader.records(row), job)
+            elif row.status == RUNNING and row.owner and row.owner != process.executor_id:
+                # Driven by another process: it answers from its live state.
+                command = await process.ask_owner(row.run_id, row.owner, job,
+                                                  min(timeout or _QUERY_WAIT_S, _QUERY_WAIT_S))
+            if command is None:
+                command = await replay_query(process, await self.reader.records(row), job)
         except LookupError as err:
             raise rpc_error(RPCStatusCode.FAILED_PRECONDITION, str(err)) from None
         answer = command.respond_to_query

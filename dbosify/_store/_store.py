@@ -357,6 +357,41 @@ class Store:
                 u.c.run_id == run_id, u.c.update_id == update_id)).first()
         return (row.stage, row.outcome) if row is not None else None
 
+    # Queries across processes -----------------------------------------------------------------
+
+    def ask_query(self, run_id: str, owner: str, job: bytes) -> int:
+        """Leave a query for the process that drives the run; returns its id."""
+        with self.engine.begin() as conn:
+            query_id = conn.execute(sa.insert(t.queries).values(
+                run_id=run_id, owner=owner, job=job, created_ms=now_ms())
+                .returning(t.queries.c.id)).scalar_one()
+            self._notify(conn, f"query:{owner}")
+            return int(query_id)
+
+    def query_answer(self, query_id: int, drop: bool = False) -> bytes | None:
+        """The answer to a query, if given (``drop`` removes the query once read)."""
+        with self.engine.begin() as conn:
+            answer = conn.execute(sa.select(t.queries.c.answer)
+                                  .where(t.queries.c.id == query_id)).scalar()
+            if drop:
+                conn.execute(sa.delete(t.queries).where(t.queries.c.id == query_id))
+        return bytes(answer) if answer is not None else None
+
+    def open_queries(self, owner: str) -> list[tuple[int, str, bytes]]:
+        """Queries waiting for this process to answer."""
+        q = t.queries
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(q.c.id, q.c.run_id, q.c.job).where(
+                q.c.owner == owner, q.c.answer.is_(None)).order_by(q.c.id)).all()
+        return [(r.id, r.run_id, bytes(r.job)) for r in rows]
+
+    def answer_query(self, query_id: int, answer: bytes, run_id: str) -> None:
+        """Answer a query (the asker is woken by NOTIFY or its poll)."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(t.queries).where(t.queries.c.id == query_id)
+                         .values(answer=answer))
+            self._notify(conn, f"answer:{query_id}")
+
     # Heartbeat details -----------------------------------------------------------------------
 
     def save_heartbeat(self, run_id: str, seq: int, details: bytes) -> None:

@@ -137,6 +137,22 @@ updates = sa.Table(
     sa.Column("updated_ms", sa.BigInteger, nullable=False),
 )
 
+queries = sa.Table(
+    "dbosify_queries",
+    metadata,
+    # Queries for runs driven by another process: asked here, answered by the owner. Never
+    # part of a run's history.
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("owner", sa.String(255), nullable=False),
+    # Serialized WorkflowActivationJob (query_workflow) and, once answered, the WorkflowCommand.
+    sa.Column("job", sa.LargeBinary, nullable=False),
+    sa.Column("answer", sa.LargeBinary, nullable=True),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+)
+sa.Index("dbosify_queries_by_owner", queries.c.owner, queries.c.answer)
+
 heartbeats = sa.Table(
     "dbosify_activity_heartbeats",
     metadata,
