@@ -37,3 +37,9 @@ their modules are imported.
 """
 
 __version__ = "0.1.0"
+
+# dbosify's own errors (bad database URL, unreachable database, a second database in one
+# process); everything Temporal raises keeps temporalio's types (dbosify.exceptions).
+from dbosify._exceptions import ConfigurationError, DatabaseError, DbosifyError
+
+__all__ = ["ConfigurationError", "DatabaseError", "DbosifyError", "__version__"]

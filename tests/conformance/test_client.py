@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.service import RPCError
 
 from dbosify import workflow
 from dbosify.client import Client, WorkflowExecutionStatus, WorkflowFailureError
@@ -137,7 +138,6 @@ async def test_describe_running_and_unknown_id(client: Client) -> None:
         assert desc.close_time is None
         await handle.signal(Gate.open)
         assert await handle.result() == "x"
-    from temporalio.service import RPCError
     with pytest.raises(RPCError, match="not found"):
         await client.get_workflow_handle("no-such-id").describe()
 
