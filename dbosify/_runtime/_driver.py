@@ -233,7 +233,8 @@ class RunDriver:
                     self.instance = self._new_instance(index)
                 completion = await activate(self.instance, activation,
                                             self.process.activation_executor,
-                                            self._registration().deadlock_timeout)
+                                            self._registration().deadlock_timeout,
+                                            self._registration().slots)
         except DeadlockError as err:
             self.instance = None  # Its thread is stuck; it cannot be reused or evicted.
             self._task_failed(index, str(err))
@@ -279,10 +280,10 @@ class RunDriver:
             return
         evict = WorkflowActivation(run_id=self.run_id)
         evict.jobs.add().remove_from_cache.message = "evicted"
-        try:
-            instance.activate(evict)
-        except Exception:  # Tear-down only; nothing to report.
-            logger.debug("evicting run %s", self.run_id, exc_info=True)
+        # Off the loop: temporalio's activate() leaves its thread without a running loop.
+        future = asyncio.get_running_loop().run_in_executor(
+            self.process.activation_executor, instance.activate, evict)
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     def _task_failed(self, index: int, message: str, stack: str = "",
                      nondeterminism: bool = False) -> None:
@@ -735,7 +736,8 @@ class RunDriver:
                 self.instance = self._new_instance(0)
             completion = await activate(self.instance, activation,
                                         self.process.activation_executor,
-                                        self._registration().deadlock_timeout)
+                                        self._registration().deadlock_timeout,
+                                            self._registration().slots)
         if completion.HasField("failed"):
             self._evict()
             self._task_failed(len(self.tasks), completion.failed.failure.message or
@@ -767,7 +769,8 @@ class RunDriver:
             activation.timestamp.FromMilliseconds(now_ms())
             completion = await activate(self.instance, activation,
                                         self.process.activation_executor,
-                                        self._registration().deadlock_timeout)
+                                        self._registration().deadlock_timeout,
+                                            self._registration().slots)
         if completion.HasField("failed"):
             raise LookupError(completion.failed.failure.message)
         for command in completion.successful.commands:

@@ -37,6 +37,8 @@ class WorkflowRegistration:
     namespace: str
     task_queue: str
     deadlock_timeout: float | None
+    slots: asyncio.Semaphore | None = None
+    """The worker's ``max_concurrent_workflow_tasks``: activations it runs at once."""
 
 
 def create_instance(reg: WorkflowRegistration, activation: WorkflowActivation,
@@ -102,9 +104,13 @@ def create_instance(reg: WorkflowRegistration, activation: WorkflowActivation,
 
 async def activate(instance: WorkflowInstance, activation: WorkflowActivation,
                    executor: concurrent.futures.Executor,
-                   deadlock_timeout: float | None) -> WorkflowActivationCompletion:
+                   deadlock_timeout: float | None,
+                   slots: asyncio.Semaphore | None = None) -> WorkflowActivationCompletion:
     """Run one activation off the caller's loop (temporalio's instance clears the thread's
     running loop), reporting code that holds the thread too long as a potential deadlock."""
+    if slots is not None:
+        async with slots:
+            return await activate(instance, activation, executor, deadlock_timeout)
     loop = asyncio.get_running_loop()
     future = loop.run_in_executor(executor, instance.activate, activation)
     if deadlock_timeout is None:

@@ -124,6 +124,7 @@ class Worker:
             if cls is not None:
                 interceptor_classes.append(cls)
         registrations: dict[str, WorkflowRegistration] = {}
+        slots = asyncio.Semaphore(self.max_concurrent_workflow_tasks)
         for workflow in workflows:
             defn = temporalio.workflow._Definition.must_from_class(workflow)
             key = defn.name or ""
@@ -140,6 +141,7 @@ class Worker:
                 namespace=self.client.namespace,
                 task_queue=self.task_queue,
                 deadlock_timeout=deadlock_timeout,
+                slots=slots,
             )
         return registrations
 
