@@ -2,8 +2,9 @@
 
 ``python -m bench`` (or ``bench/run``) runs every workload on SQLite and on Postgres and prints one
 JSON line per workload per backend on stdout; progress goes to stderr. Each backend runs in its own
-subprocess (DBOS is one object per process), where the bare-DBOS floor phase runs first on the
-backend's fresh database, then DBOS is destroyed and dbosify runs on the same database.
+subprocess (DBOS is one object per process) on a fresh database. The bare-DBOS floors run in the
+same process and on the same database, with dbosify closed: blocks of floor and dbosify runs
+alternate, so the machine's load weighs on both alike.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,43 +89,77 @@ def fresh_sqlite(directory: Path) -> str:
 # Timing helpers -----------------------------------------------------------------------------------
 
 
+@dataclass
+class Latencies:
+    """Sequential call latencies (seconds) and the process CPU time they used."""
+
+    samples: list[float] = field(default_factory=list)
+    cpu_s: float = 0.0
+
+    def extend(self, other: Latencies) -> None:
+        self.samples.extend(other.samples)
+        self.cpu_s += other.cpu_s
+
+    def fields(self) -> dict[str, float]:
+        from bench._stats import latency_fields
+
+        return {**latency_fields(self.samples),
+                "cpu_ms_per_run": round(self.cpu_s / len(self.samples) * 1000, 3)}
+
+
+@dataclass
+class Throughput:
+    """Runs started together and all awaited."""
+
+    n: int
+    elapsed_s: float
+    cpu_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.n / self.elapsed_s
+
+    def fields(self) -> dict[str, float]:
+        return {"workflows_per_s": round(self.rate, 2), "elapsed_s": round(self.elapsed_s, 3),
+                "cpu_ms_per_run": round(self.cpu_s / self.n * 1000, 3)}
+
+
 async def sequential_latencies(call: Callable[[int], Awaitable[Any]], warmup: int,
-                               n: int) -> list[float]:
+                               n: int) -> Latencies:
     """Seconds per call of ``call(i)``, run one after the other, after ``warmup`` untimed calls."""
     for i in range(warmup):
         await call(-1 - i)
-    samples: list[float] = []
+    result = Latencies()
+    cpu = time.process_time()
     for i in range(n):
         start = time.perf_counter()
         await call(i)
-        samples.append(time.perf_counter() - start)
-    return samples
+        result.samples.append(time.perf_counter() - start)
+    result.cpu_s = time.process_time() - cpu
+    return result
 
 
 async def concurrent_rate(start_one: Callable[[int], Awaitable[Any]],
-                          wait_one: Callable[[Any], Awaitable[Any]], n: int) -> tuple[float, float]:
-    """(workflows per second, elapsed seconds) for ``n`` runs started together, all awaited."""
+                          wait_one: Callable[[Any], Awaitable[Any]], n: int) -> Throughput:
+    """``n`` runs started together (``start_one``), then all awaited (``wait_one``)."""
+    cpu = time.process_time()
     start = time.perf_counter()
     handles = await asyncio.gather(*(start_one(i) for i in range(n)))
     await asyncio.gather(*(wait_one(h) for h in handles))
-    elapsed = time.perf_counter() - start
-    return n / elapsed, elapsed
+    return Throughput(n, time.perf_counter() - start, time.process_time() - cpu)
 
 
-# The floor phase: bare DBOS ---------------------------------------------------------------------
+# Bare DBOS (the floors) ---------------------------------------------------------------------------
 
 
-async def floor_phase(backend: str, url: str, workloads: list[str], n1: int, n2: int,
-                      warmup: int) -> dict[str, dict[str, Any]]:
-    """W1_floor and W2_floor on bare DBOS; DBOS is destroyed afterwards."""
+async def floor_block(url: str, w1_n: int, warmup: int, w2_n: int) -> tuple[Latencies,
+                                                                           Throughput | None]:
+    """W1_floor (``w1_n`` calls) and W2_floor (when ``w2_n``) on bare DBOS, launched for the
+    block and destroyed after it (dbosify is closed meanwhile)."""
     from dbos import DBOS, DBOSConfig, SetWorkflowID
 
     from bench import _workloads as wl
-    from bench._stats import latency_fields
 
-    results: dict[str, dict[str, Any]] = {}
-    if not {"W1", "W2"} & set(workloads):
-        return results
     config: DBOSConfig = {
         "name": "dbosify-bench-floor",
         "system_database_url": url,
@@ -140,15 +176,13 @@ async def floor_phase(backend: str, url: str, workloads: list[str], n1: int, n2:
     # Off the loop, as dbosify launches it, so DBOS does not adopt this loop (DESIGN §10).
     await loop.run_in_executor(None, launch)
     try:
-        if "W1" in workloads:
-            logger.info("[%s] W1_floor: %d sequential one-step DBOS workflows", backend, n1)
-            samples = await asyncio.wait_for(
-                sequential_latencies(lambda i: wl.floor_one_step(i), warmup, n1),
+        w1 = Latencies()
+        if w1_n:
+            w1 = await asyncio.wait_for(
+                sequential_latencies(lambda i: wl.floor_one_step(i), warmup, w1_n),
                 WORKLOAD_TIMEOUT_S)
-            results["W1_floor"] = {"workload": "W1_floor", "backend": backend, "n": n1,
-                                   **latency_fields(samples), "target": None, "met": None}
-        if "W2" in workloads:
-            logger.info("[%s] W2_floor: %d concurrent three-step DBOS workflows", backend, n2)
+        w2 = None
+        if w2_n:
             # Warm the path once (connections, first-call imports) before timing.
             await (await DBOS.start_workflow_async(wl.floor_three_steps, 0)).get_result()
 
@@ -159,57 +193,41 @@ async def floor_phase(backend: str, url: str, workloads: list[str], n1: int, n2:
             async def wait(handle: Any) -> Any:
                 return await handle.get_result()
 
-            rate, elapsed = await asyncio.wait_for(concurrent_rate(start, wait, n2),
-                                                   WORKLOAD_TIMEOUT_S)
-            results["W2_floor"] = {"workload": "W2_floor", "backend": backend, "n": n2,
-                                   "workflows_per_s": round(rate, 2),
-                                   "elapsed_s": round(elapsed, 3), "target": None, "met": None}
+            w2 = await asyncio.wait_for(concurrent_rate(start, wait, w2_n), WORKLOAD_TIMEOUT_S)
     finally:
         await loop.run_in_executor(None, lambda: DBOS.destroy(destroy_registry=False))
         # DBOS's async APIs set this loop's default executor to its own pool, which destroy()
         # shuts down; give the loop a new one for what follows.
         loop.set_default_executor(concurrent.futures.ThreadPoolExecutor())
-    return results
+    return w1, w2
 
 
-# The engine phase: dbosify ----------------------------------------------------------------------
+# dbosify ------------------------------------------------------------------------------------------
 
 
-async def engine_phase(backend: str, url: str, workloads: list[str], n1: int, n2: int, n3: int,
-                       warmup: int, floors: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """W1, W2 and W3 through dbosify's Client and Worker, with the ratios to the floors."""
+async def engine_block(url: str, w1_n: int, warmup: int, w2_n: int,
+                       w3_n: int) -> tuple[Latencies, Throughput | None, Latencies]:
+    """W1, W2 and W3 through dbosify's Client and Worker; dbosify is closed after the block."""
     from bench import _workloads as wl
-    from bench._stats import latency_fields
     from dbosify._runtime._process import close_current
     from dbosify.client import Client
     from dbosify.worker import Worker
 
-    lines: list[dict[str, Any]] = []
     queue = "bench"
     client = await Client.connect(url)
     try:
         async with Worker(client, task_queue=queue, workflows=wl.ENGINE_WORKFLOWS,
                           activities=wl.ENGINE_ACTIVITIES):
-            if "W1" in workloads:
-                logger.info("[%s] W1: %d sequential one-activity workflows", backend, n1)
-
+            w1 = Latencies()
+            if w1_n:
                 async def one(i: int) -> Any:
                     return await client.execute_workflow(
                         wl.OneActivity.run, i, id=f"w1-{uuid.uuid4()}", task_queue=queue)
 
-                samples = await asyncio.wait_for(sequential_latencies(one, warmup, n1),
-                                                 WORKLOAD_TIMEOUT_S)
-                line: dict[str, Any] = {"workload": "W1", "backend": backend, "n": n1,
-                                        **latency_fields(samples)}
-                floor = floors.get("W1_floor")
-                ratio = line["p50_ms"] / floor["p50_ms"] if floor else None
-                line.update({"floor_p50_ms": floor["p50_ms"] if floor else None,
-                             "ratio": round(ratio, 3) if ratio is not None else None,
-                             "target": f"ratio <= {W1_TARGET_RATIO}",
-                             "met": ratio <= W1_TARGET_RATIO if ratio is not None else None})
-                lines.append(line)
-            if "W2" in workloads:
-                logger.info("[%s] W2: %d concurrent three-activity workflows", backend, n2)
+                w1 = await asyncio.wait_for(sequential_latencies(one, warmup, w1_n),
+                                            WORKLOAD_TIMEOUT_S)
+            w2 = None
+            if w2_n:
                 await client.execute_workflow(wl.ThreeActivities.run, 0,
                                               id=f"w2-warm-{uuid.uuid4()}", task_queue=queue)
 
@@ -220,36 +238,18 @@ async def engine_phase(backend: str, url: str, workloads: list[str], n1: int, n2
                 async def wait(handle: Any) -> Any:
                     return await handle.result()
 
-                rate, elapsed = await asyncio.wait_for(concurrent_rate(start, wait, n2),
-                                                       WORKLOAD_TIMEOUT_S)
-                floor = floors.get("W2_floor")
-                ratio = rate / floor["workflows_per_s"] if floor else None
-                binding = backend == "postgres"
-                lines.append({
-                    "workload": "W2", "backend": backend, "n": n2,
-                    "workflows_per_s": round(rate, 2), "elapsed_s": round(elapsed, 3),
-                    "floor_workflows_per_s": floor["workflows_per_s"] if floor else None,
-                    "ratio": round(ratio, 3) if ratio is not None else None,
-                    "target": f"ratio >= {W2_TARGET_RATIO}"
-                              + ("" if binding else " (applies on Postgres only)"),
-                    "met": (ratio >= W2_TARGET_RATIO) if ratio is not None and binding else None,
-                })
-            if "W3" in workloads:
-                logger.info("[%s] W3: %d sequential signal -> result round trips", backend, n3)
-                samples = await asyncio.wait_for(
-                    sequential_signal_round_trips(client, queue, n3, min(warmup, 5)),
-                    WORKLOAD_TIMEOUT_S)
-                limit = W3_TARGET_P50_MS[backend]
-                fields = latency_fields(samples)
-                lines.append({"workload": "W3", "backend": backend, "n": n3, **fields,
-                              "target": f"p50_ms <= {limit:g}", "met": fields["p50_ms"] <= limit})
+                w2 = await asyncio.wait_for(concurrent_rate(start, wait, w2_n),
+                                            WORKLOAD_TIMEOUT_S)
+            w3 = Latencies()
+            if w3_n:
+                w3 = await asyncio.wait_for(
+                    signal_round_trips(client, queue, w3_n, min(warmup, 5)), WORKLOAD_TIMEOUT_S)
     finally:
         await asyncio.to_thread(close_current)
-    return lines
+    return w1, w2, w3
 
 
-async def sequential_signal_round_trips(client: Any, queue: str, n: int,
-                                        warmup: int) -> list[float]:
+async def signal_round_trips(client: Any, queue: str, n: int, warmup: int) -> Latencies:
     """Seconds from ``handle.signal()`` to ``handle.result()`` returning, one run at a time.
 
     Each run is started and known to be parked on ``wait_condition`` (its ``is_ready`` query
@@ -257,61 +257,125 @@ async def sequential_signal_round_trips(client: Any, queue: str, n: int,
     """
     from bench import _workloads as wl
 
-    samples: list[float] = []
+    result = Latencies()
     for i in range(-warmup, n):
         handle = await client.start_workflow(wl.AwaitSignal.run, id=f"w3-{uuid.uuid4()}",
                                              task_queue=queue)
         while not await handle.query(wl.AwaitSignal.is_ready):
             await asyncio.sleep(0.001)
+        cpu = time.process_time()
         start = time.perf_counter()
         await handle.signal(wl.AwaitSignal.release, i)
-        result = await handle.result()
+        value = await handle.result()
         elapsed = time.perf_counter() - start
-        if result != i:
-            raise AssertionError(f"W3 run returned {result!r}, expected {i!r}")
+        if value != i:
+            raise AssertionError(f"W3 run returned {value!r}, expected {i!r}")
         if i >= 0:
-            samples.append(elapsed)
-    return samples
+            result.samples.append(elapsed)
+            result.cpu_s += time.process_time() - cpu
+    return result
 
 
 # One backend, in its own process -----------------------------------------------------------------
 
 
+def split(n: int, parts: int) -> list[int]:
+    """``n`` split into ``parts`` near-equal counts."""
+    return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
+
+
+async def measure(backend: str, url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every requested workload on one backend, as result lines.
+
+    W1 alternates between the floor and dbosify in ``rounds`` blocks, so a change in the
+    machine's load during the run weighs on both alike; W2 runs in the first round (floor, then
+    dbosify), W3 in the last.
+    """
+    workloads = set(args.workloads)
+    rounds = max(1, args.rounds)
+    w1_parts = split(args.n1 if "W1" in workloads else 0, rounds)
+    w1, w1_floor = Latencies(), Latencies()
+    w2 = w2_floor = None
+    w3 = Latencies()
+    for r in range(rounds):
+        warmup = args.warmup if r == 0 else min(args.warmup, 5)
+        w2_n = args.n2 if "W2" in workloads and r == 0 else 0
+        w3_n = args.n3 if "W3" in workloads and r == rounds - 1 else 0
+        if w1_parts[r] or w2_n:
+            logger.info("[%s] round %d/%d: bare DBOS (W1_floor %d%s)", backend, r + 1, rounds,
+                        w1_parts[r], f", W2_floor {w2_n}" if w2_n else "")
+            part, tp = await floor_block(url, w1_parts[r], warmup, w2_n)
+            w1_floor.extend(part)
+            w2_floor = tp or w2_floor
+        if w1_parts[r] or w2_n or w3_n:
+            logger.info("[%s] round %d/%d: dbosify (W1 %d%s%s)", backend, r + 1, rounds,
+                        w1_parts[r], f", W2 {w2_n}" if w2_n else "",
+                        f", W3 {w3_n}" if w3_n else "")
+            part, tp, sig = await engine_block(url, w1_parts[r], warmup, w2_n, w3_n)
+            w1.extend(part)
+            w2 = tp or w2
+            w3.extend(sig)
+    return result_lines(backend, args, w1, w1_floor, w2, w2_floor, w3)
+
+
+def result_lines(backend: str, args: argparse.Namespace, w1: Latencies, w1_floor: Latencies,
+                 w2: Throughput | None, w2_floor: Throughput | None,
+                 w3: Latencies) -> list[dict[str, Any]]:
+    lines: list[dict[str, Any]] = []
+    base = {"backend": backend, "rounds": args.rounds}
+    if w1.samples and w1_floor.samples:
+        engine, floor = w1.fields(), w1_floor.fields()
+        ratio = engine["p50_ms"] / floor["p50_ms"]
+        lines.append({"workload": "W1", **base, "n": len(w1.samples), **engine,
+                      "floor_p50_ms": floor["p50_ms"], "ratio": round(ratio, 3),
+                      "target": f"ratio <= {W1_TARGET_RATIO:g}", "met": ratio <= W1_TARGET_RATIO})
+        lines.append({"workload": "W1_floor", **base, "n": len(w1_floor.samples), **floor,
+                      "target": None, "met": None})
+    if w2 is not None and w2_floor is not None:
+        ratio = w2.rate / w2_floor.rate
+        binding = backend == "postgres"
+        lines.append({"workload": "W2", **base, "n": w2.n, **w2.fields(),
+                      "floor_workflows_per_s": round(w2_floor.rate, 2), "ratio": round(ratio, 3),
+                      "target": f"ratio >= {W2_TARGET_RATIO:g}"
+                                + ("" if binding else " (binding on Postgres only)"),
+                      "met": ratio >= W2_TARGET_RATIO if binding else None})
+        lines.append({"workload": "W2_floor", **base, "n": w2_floor.n, **w2_floor.fields(),
+                      "target": None, "met": None})
+    if w3.samples:
+        limit = W3_TARGET_P50_MS[backend]
+        fields = w3.fields()
+        lines.append({"workload": "W3", **base, "n": len(w3.samples), **fields,
+                      "target": f"p50_ms <= {limit:g}", "met": fields["p50_ms"] <= limit})
+    return lines
+
+
 async def run_backend(backend: str, url: str, args: argparse.Namespace) -> int:
-    workloads = args.workloads
     try:
-        floors = await floor_phase(backend, url, workloads, args.n1, args.n2, args.warmup)
-        lines = await engine_phase(backend, url, workloads, args.n1, args.n2, args.n3,
-                                   args.warmup, floors)
+        lines = await measure(backend, url, args)
     except Exception as err:
         logger.exception("[%s] benchmark failed", backend)
-        emit({"workload": ",".join(workloads), "backend": backend, "n": 0,
+        emit({"workload": ",".join(args.workloads), "backend": backend, "n": 0,
               "error": f"{type(err).__name__}: {err}", "target": None, "met": False})
         return 1
-    by_name = {line["workload"]: line for line in lines}
-    for name in workloads:
-        if name in by_name:
-            emit(by_name[name])
-        if f"{name}_floor" in floors:
-            emit(floors[f"{name}_floor"])
+    for line in lines:
+        emit(line)
     return 0
 
 
 def child_main(args: argparse.Namespace) -> int:
     backend = args.child
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="dbosify-bench-") as tmp:
-            os.chdir(tmp)  # dbosify's embedded default lives under the cwd: keep it out of the repo
-            return asyncio.run(run_backend(backend, fresh_sqlite(Path(tmp)), args))
-    url, reason = fresh_postgres()
-    if url is None:
-        logger.warning("[postgres] skipped: Postgres at %s is unreachable (%s)", PG_SERVER,
-                       reason)
-        for line in skipped_lines(backend, args.workloads, f"Postgres unreachable: {reason}"):
-            emit(line)
-        return 0
     with tempfile.TemporaryDirectory(prefix="dbosify-bench-") as tmp:
-        os.chdir(tmp)
+        os.chdir(tmp)  # dbosify's embedded default lives under the cwd: keep it out of the repo
+        if backend == "sqlite":
+            return asyncio.run(run_backend(backend, fresh_sqlite(Path(tmp)), args))
+        url, reason = fresh_postgres()
+        if url is None:
+            logger.warning("[postgres] skipped: Postgres at %s is unreachable (%s)", PG_SERVER,
+                           reason)
+            for line in skipped_lines(backend, args.workloads,
+                                      f"Postgres unreachable: {reason}"):
+                emit(line)
+            return 0
         return asyncio.run(run_backend(backend, url, args))
 
 
@@ -326,7 +390,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n1", type=int, default=200, help="W1 runs (default 200)")
     parser.add_argument("--n2", type=int, default=500, help="W2 concurrent runs (default 500)")
     parser.add_argument("--n3", type=int, default=100, help="W3 round trips (default 100)")
-    parser.add_argument("--warmup", type=int, default=20, help="untimed W1 runs (default 20)")
+    parser.add_argument("--warmup", type=int, default=20,
+                        help="untimed W1 runs before the first round (default 20; 5 later)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="W1 alternates floor/dbosify blocks this many times (default 4)")
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 when a binding target is missed")
     parser.add_argument("--child", choices=BACKENDS, help=argparse.SUPPRESS)
@@ -355,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     for backend in backends:
         command = [sys.executable, "-m", "bench", "--child", backend,
                    "--workloads", ",".join(args.workloads), "--n1", str(args.n1),
-                   "--n2", str(args.n2), "--n3", str(args.n3), "--warmup", str(args.warmup)]
+                   "--n2", str(args.n2), "--n3", str(args.n3), "--warmup", str(args.warmup),
+                   "--rounds", str(args.rounds)]
         logger.info("[%s] starting", backend)
         proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None

@@ -180,14 +180,17 @@ class ActivityRunner:
     async def shutdown(self, graceful_timeout: float) -> None:
         """Stop taking attempts, let running ones finish for ``graceful_timeout`` seconds, then
         cancel them as a worker shutdown does in Temporal."""
-        self._bridge.queue.put_nowait(None)
+        # As temporalio's Worker: activities see the shutdown (is_worker_shutdown(),
+        # wait_for_worker_shutdown()) from its start, so they can finish within the grace period.
+        self._worker.notify_shutdown()
         if self._attempts and graceful_timeout > 0:
             await asyncio.wait([a.future for a in self._attempts.values()],
                                timeout=graceful_timeout)
-        self._worker.notify_shutdown()
         for token in list(self._attempts):
             self.cancel(token, ActivityCancelReason.WORKER_SHUTDOWN)
-        # temporalio's worker keeps reading cancels until its poll returns; deliver them first.
+        # temporalio's worker reads cancels (these, and timeouts' during the grace period) until
+        # its poll returns: end the poll only after them.
+        self._bridge.queue.put_nowait(None)
         if self._run_task is not None:
             await asyncio.gather(self._run_task, return_exceptions=True)
         await self._worker.wait_all_completed()

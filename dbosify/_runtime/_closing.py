@@ -114,11 +114,12 @@ class Closer:
                     start_run(store, new_request, owner=owner, apply_policies=False,
                               run_id=new_run_id, first_execution_run_id=row.first_execution_run_id,
                               continued_from_run_id=driver.run_id, conn=conn)
+                # In the close's transaction: one commit per close, not two.
+                store.drop_activity_tasks(driver.run_id, conn=conn)
                 return closed
 
         closed = await process.db_call(write)
         process.notify_closed(driver.run_id, data)
-        await process.db_call(process.store.drop_activity_tasks, driver.run_id)
         if closed and owner is not None and new_run_id is not None:
             await process.start_run(new_run_id)
 

@@ -121,12 +121,16 @@ class RunDriver:
         self.pending_jobs: list[WorkflowActivationJob] = []
         self.resolved_attempts: dict[int, ActivityAttemptInfo] = {}
         self.pending_updates: list[WorkflowActivationJob] = []
+        self.update_inbox_ids: dict[str, int] = {}  # Update id -> its inbox event's id.
         self.preactivated: WorkflowActivationCompletion | None = None
         self.inbox_cursor = 0
         self.task_failure: str | None = None
         self.task_retry_ms = 0
         self.task_retry_delay_ms = _TASK_RETRY_FIRST_MS
         self.history_length = 1  # WorkflowExecutionStarted
+        # Inbox events up to this id have been applied to the instance (queries wait for it).
+        self.applied_cursor = 0
+        self.progress = asyncio.Event()
         self.final_completion: WorkflowActivationCompletion | None = None
         self.row: Any = row
         self.start_request = StartWorkflowExecutionRequest()
@@ -156,8 +160,10 @@ class RunDriver:
         self.tasks.append(WorkflowTask(rs.initial_activation(row, self.start_request)))
         await self._feed(0)
         while not self.closed:
-            output = await DBOS.run_step_async({"name": EVENT_STEP}, self._next_event)
+            output = await DBOS.run_step_async({"name": EVENT_STEP}, self._event_step)
             await self._apply_step(output)
+            self.applied_cursor = self.inbox_cursor
+            self.progress.set()
         return self._output()
 
     def _output(self) -> dict[str, Any]:
@@ -179,13 +185,34 @@ class RunDriver:
                         self.recorded_completions[task_no] = record.previous_completion
                     task_no += 1
 
+    async def _event_step(self) -> dict[str, Any]:
+        output = await self._next_event()
+        # Inbox events up to here are in this output's records (or were not history): a
+        # recovered run reads the inbox after this id, so no signal is delivered twice.
+        # Updates read but not admitted yet are not recorded: stop below the first of them.
+        floor = min((self.update_inbox_ids.get(j.do_update.id, self.inbox_cursor + 1)
+                     for j in self.pending_updates), default=self.inbox_cursor + 1)
+        output["inbox_cursor"] = min(self.inbox_cursor, floor - 1)
+        return output
+
+    def _forget_resolved(self, activation: WorkflowActivation) -> None:
+        # Live, _collect_jobs has already dropped what this task resolves; a task replayed on
+        # recovery must drop it here, or its activity would run again and its timer refire.
+        for job in activation.jobs:
+            if job.HasField("resolve_activity"):
+                self.activities.pop(job.resolve_activity.seq, None)
+            elif job.HasField("fire_timer"):
+                self.timers.pop(job.fire_timer.seq, None)
+
     async def _apply_step(self, output: dict[str, Any]) -> None:
+        self.inbox_cursor = max(self.inbox_cursor, int(output.get("inbox_cursor", 0)))
         for data in output.get("records", []):
             record = record_from_dict(data)
             if isinstance(record, ActivityAttemptFailed):
                 self._apply_attempt_failed(record)
             else:
                 self.unrecorded_completion = None
+                self._forget_resolved(record.activation)
                 self.tasks.append(record)
                 if self.preactivated is not None:
                     # Activated live already (an update, speculatively validated).
@@ -457,6 +484,10 @@ class RunDriver:
             loop = asyncio.get_running_loop()
             if loop.time() - self.inbox_read_at >= _INBOX_SAFETY_S:
                 self.inbox_dirty = True
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # Python 3.11's wait_for drops a cancel racing the wake-up (bpo-42130).
+            raise asyncio.CancelledError
 
     def _seconds_to_next_deadline(self, now: int, cap: float) -> float:
         deadlines = list(self.timers.values())
@@ -531,14 +562,21 @@ class RunDriver:
         if result.HasField("completed"):
             resolution.completed.result.CopyFrom(result.completed.result)
             return self._resolve(act, resolution)
-        if result.HasField("cancelled") or (act.cancel_requested and act.command.cancellation_type
-                                             == ActivityCancellationType.WAIT_CANCELLATION_COMPLETED):
+        if (result.HasField("cancelled") and act.cancel_requested) or (
+                act.cancel_requested and act.command.cancellation_type
+                == ActivityCancellationType.WAIT_CANCELLATION_COMPLETED):
             cause = result.cancelled.failure if result.HasField("cancelled") else \
                 result.failed.failure
             resolution.cancelled.failure.CopyFrom(
                 self._wrap_failure(act, cause, RetryState.RETRY_STATE_CANCEL_REQUESTED))
             return self._resolve(act, resolution)
         failure = result.failed.failure
+        if result.HasField("cancelled"):
+            # Cancelled by its worker (shutdown), not by the workflow: a failed attempt, retried
+            # by the policy on another worker, as in Temporal.
+            failure = Failure(message="Worker shutting down")
+            failure.application_failure_info.SetInParent()
+            failure.cause.CopyFrom(result.cancelled.failure)
         decision = decide_retry(
             act.command.retry_policy if act.command.HasField("retry_policy") else None,
             attempt, failure, now_ms=now,
@@ -554,6 +592,15 @@ class RunDriver:
                         act.command.activity_type, self.row.workflow_id, attempt,
                         decision.delay_ms / 1000, failure.message)
             return None
+        if decision.state == RetryState.RETRY_STATE_TIMEOUT and \
+                failure.HasField("timeout_failure_info"):
+            # As Temporal's server: an attempt timeout that ends the schedule-to-close budget
+            # is reported as the schedule-to-close timeout.
+            last = Payloads()
+            last.CopyFrom(failure.timeout_failure_info.last_heartbeat_details)
+            failure = Failure(message="activity ScheduleToClose timeout")
+            failure.timeout_failure_info.timeout_type = TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE
+            failure.timeout_failure_info.last_heartbeat_details.CopyFrom(last)
         resolution.failed.failure.CopyFrom(self._wrap_failure(act, failure, decision.state))
         return self._resolve(act, resolution)
 
@@ -713,6 +760,8 @@ class RunDriver:
             # Core gives the id of the signal's history event; ours is close to it (the
             # history builder numbers events exactly), and must not be 0.
             job.signal_workflow.originating_event_id = self.history_length + 1
+        if job is not None and job.HasField("do_update"):
+            self.update_inbox_ids.setdefault(job.do_update.id, event.id)
         if job is not None:
             (self.pending_updates if job.HasField("do_update") else self.pending_jobs).append(job)
         return None
@@ -760,8 +809,31 @@ class RunDriver:
 
     # Queries ----------------------------------------------------------------------------------
 
+    async def _catch_up(self, limit_s: float = 10.0) -> None:
+        """Apply the run's inbox events written so far, as Temporal's queries are consistent:
+        a query sees every signal (and cancel request) accepted before it."""
+        events = await self.process.db_call(self.process.store.read_inbox, self.run_id,
+                                             self.applied_cursor)
+        if not events:
+            return
+        target = max(e.id for e in events)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit_s
+        while self.applied_cursor < target and not self.closed and self.task_failure is None:
+            left = deadline - loop.time()
+            if left <= 0:
+                return  # Answer from the state reached so far rather than hang the caller.
+            self.progress.clear()
+            self.inbox_dirty = True
+            self.wake.set()
+            try:
+                await asyncio.wait_for(self.progress.wait(), min(left, 0.5))
+            except asyncio.TimeoutError:
+                continue
+
     async def query(self, job: WorkflowActivationJob) -> WorkflowCommand:
         """Answer a query on the live instance (never recorded)."""
+        await self._catch_up()
         async with self.lock:
             if self.instance is None or self.task_failure is not None:
                 raise LookupError(self.task_failure or "the workflow has no live state yet")

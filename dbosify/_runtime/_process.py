@@ -85,6 +85,14 @@ def process_for(db: DatabaseURL) -> Process:
         return _current
 
 
+def _raise_if_cancelling() -> None:
+    """Re-raise a cancellation that Python 3.11's ``asyncio.wait_for`` dropped because the
+    awaited event was set in the same loop iteration (bpo-42130; fixed in 3.12)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def current_process() -> Process | None:
     """The live binding, if any."""
     return _current if _current is not None and not _current.closed else None
@@ -464,6 +472,7 @@ class Process:
                 await asyncio.wait_for(self._wake_maintain.wait(), self.poll_interval)
             except asyncio.TimeoutError:
                 pass
+            _raise_if_cancelling()
 
     async def _take_over(self, queues: set[str]) -> None:
         dead = await self.db_call(self.store.dead_processes, int(self.lease_s * 1000),

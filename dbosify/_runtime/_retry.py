@@ -39,7 +39,8 @@ def decide_retry(policy: RetryPolicyProto | None, attempt: int, failure: Failure
         return RetryDecision(False, state=RetryState.RETRY_STATE_CANCEL_REQUESTED)
     if failure.HasField("timeout_failure_info") and \
             failure.timeout_failure_info.timeout_type in _NEVER_RETRIED:
-        return RetryDecision(False, state=RetryState.RETRY_STATE_TIMEOUT)
+        # As the server's isRetryable: only start-to-close and heartbeat timeouts are retried.
+        return RetryDecision(False, state=RetryState.RETRY_STATE_NON_RETRYABLE_FAILURE)
     if app is not None and app.non_retryable:
         return RetryDecision(False, state=RetryState.RETRY_STATE_NON_RETRYABLE_FAILURE)
 

@@ -328,6 +328,20 @@ class DatabaseService(temporalio.service.ServiceClient):
 
     # Queries ------------------------------------------------------------------------------------
 
+    async def _live_driver(self, run_id: str, seconds: float) -> Any:
+        """The driver of a run this process owns, once it has a live instance: a run just
+        started or claimed here is not activated yet, and Temporal holds a query until the
+        worker has the run rather than answer from an older state."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while True:
+            driver = self.process.drivers.get(run_id)
+            ready = driver is not None and (driver.instance is not None or driver.closed
+                                            or driver.task_failure is not None)
+            if ready or loop.time() >= deadline:
+                return driver
+            await asyncio.sleep(0.01)
+
     async def _rpc_query_workflow(self, req: QueryWorkflowRequest,
                                   timeout: float | None) -> QueryWorkflowResponse:
         row = await self._run(req.namespace, req.execution.workflow_id, req.execution.run_id)
@@ -351,6 +365,10 @@ class DatabaseService(temporalio.service.ServiceClient):
             query.headers[key].CopyFrom(value)
         process = self.process
         driver = process.drivers.get(row.run_id)
+        if row.status == RUNNING and row.owner == process.executor_id and \
+                process.serves_workflows(row.task_queue):
+            driver = await self._live_driver(row.run_id,
+                                             min(timeout or _QUERY_WAIT_S, _QUERY_WAIT_S))
         try:
             command = None
             if driver is not None and row.status == RUNNING and driver.instance is not None:

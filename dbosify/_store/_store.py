@@ -76,8 +76,11 @@ class Store:
         conn.execute(sa.insert(t.runs).values(**values))
         if search_attributes:
             conn.execute(sa.insert(t.search_attributes),
-                         [{"run_id": values["run_id"], **sa_row} for sa_row in search_attributes])
-        self._notify(conn, f"run:{values['task_queue']}")
+                         _attribute_rows(values["run_id"], search_attributes))
+        if values.get("owner") is None:
+            # Only an unowned run is there for the taking; waking every worker process for a
+            # run its creator drives itself costs each of them a claim query per start.
+            self._notify(conn, f"run:{values['task_queue']}")
 
     def running_run(self, conn: sa.Connection, namespace: str,
                     workflow_id: str) -> sa.Row[Any] | None:
@@ -200,8 +203,7 @@ class Store:
                     t.search_attributes.c.run_id == run_id,
                     t.search_attributes.c.name.in_(list(names))))
             if rows:
-                conn.execute(sa.insert(t.search_attributes),
-                             [{"run_id": run_id, **row} for row in rows])
+                conn.execute(sa.insert(t.search_attributes), _attribute_rows(run_id, rows))
 
     def upsert_memo(self, run_id: str, upserted: Memo) -> None:
         """Merge memo fields into a run's memo (an empty payload removes a field)."""
@@ -325,13 +327,17 @@ class Store:
                 at.c.run_id == run_id, at.c.seq == seq, at.c.attempt == attempt,
                 at.c.claimed_by.is_(None))).rowcount == 1
 
-    def drop_activity_tasks(self, run_id: str, seq: int | None = None) -> None:
+    def drop_activity_tasks(self, run_id: str, seq: int | None = None,
+                            conn: sa.Connection | None = None) -> None:
         """Forget a run's offered attempts (resolved locally, cancelled, or the run closed)."""
-        with self.engine.begin() as conn:
-            cond = [t.activity_tasks.c.run_id == run_id]
-            if seq is not None:
-                cond.append(t.activity_tasks.c.seq == seq)
+        cond = [t.activity_tasks.c.run_id == run_id]
+        if seq is not None:
+            cond.append(t.activity_tasks.c.seq == seq)
+        if conn is not None:
             conn.execute(sa.delete(t.activity_tasks).where(*cond))
+            return
+        with self.engine.begin() as c:
+            c.execute(sa.delete(t.activity_tasks).where(*cond))
 
     # Updates ----------------------------------------------------------------------------------
 
@@ -462,3 +468,12 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+_VALUE_COLUMNS = ("value_text", "value_int", "value_double", "value_bool", "value_time_ms")
+
+
+def _attribute_rows(run_id: str, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Search-attribute rows for one multi-row INSERT: every row names every value column
+    (SQLAlchemy takes the columns of an executemany from its first row)."""
+    return [{"run_id": run_id, **dict.fromkeys(_VALUE_COLUMNS), **row} for row in rows]

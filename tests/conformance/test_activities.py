@@ -688,7 +688,7 @@ async def test_shutdown_without_grace_cancels_and_the_run_continues(client: Clie
     async with _worker(client, acts):
         result = await handle.result()
     assert result.startswith("done on a new worker")
-    assert LOG[wid][-1][0] == "started"
+    assert LOG[wid][-1][0] == "started", LOG[wid]
 
 
 # --- 7. Activity type not registered -----------------------------------------------------------

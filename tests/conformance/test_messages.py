@@ -22,7 +22,7 @@ from dbosify.client import (
     WorkflowQueryRejectedError,
 )
 from dbosify.common import QueryRejectCondition, RawValue
-from dbosify.exceptions import ActivityError, CancelledError, TerminatedError
+from dbosify.exceptions import CancelledError, TerminatedError
 from dbosify.worker import Worker
 
 Q = "messages-q"
@@ -162,7 +162,8 @@ async def test_named_and_dynamic_signals(client: Client) -> None:
         await handle.signal("color", "blue")
         await handle.signal("size", 3)
         assert await handle.query(Inbox.count) == 2
-        assert await handle.query(Inbox.dynamic_signals) == [["color", "blue"], ["size", 3]]
+        # Converted back to the query's declared type, list[tuple[str, Any]].
+        assert await handle.query(Inbox.dynamic_signals) == [("color", "blue"), ("size", 3)]
         await handle.signal(Inbox.finish)
         assert await handle.result() == ["> a", "> b"]
 
@@ -206,7 +207,7 @@ async def test_queries_on_running_and_closed_runs(client: Client) -> None:
         assert await handle.query(Inbox.count) == 1
         assert await handle.query(Inbox.items_with, "!") == ["x!"]
         assert await handle.query("items-with", "?") == ["x?"]
-        assert await handle.query("whatever", 1, 2) == "dynamic:whatever:2"
+        assert await handle.query("whatever", args=[1, 2]) == "dynamic:whatever:2"
         # A query changes nothing: asking twice gives the same answer, and the run goes on.
         assert await handle.query(Inbox.count) == 1
         await handle.signal(Inbox.add, "y")
@@ -295,10 +296,14 @@ async def test_cancel_reaches_a_running_activity(client: Client) -> None:
         await handle.cancel()
         with pytest.raises(WorkflowFailureError) as info:
             await handle.result()
+        desc = await handle.describe()
     assert cleanups == ["activity act cancelled"]
-    cause = info.value.cause
-    assert isinstance(cause, ActivityError)
-    assert isinstance(cause.cause, CancelledError)
+    # As on Temporal: the workflow did not catch the ActivityError(CancelledError) raised at its
+    # await, so the run is cancelled (not failed) and result() reports the cancellation.
+    assert isinstance(info.value.cause, CancelledError)
+    assert desc.status == WorkflowExecutionStatus.CANCELED
+    history = [e.event_type async for e in handle.fetch_history_events()]
+    assert EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED in history
 
 
 # Termination ------------------------------------------------------------------------------------
@@ -309,7 +314,8 @@ async def test_terminate(client: Client) -> None:
         handle = await client.start_workflow(Inbox.run, "", id="term", task_queue=Q)
         await handle.signal(Inbox.add, "x")
         assert await handle.query(Inbox.count) == 1
-        await handle.terminate("enough", "detail-1", {"n": 2})
+        # temporalio's signature: positional arguments are details, the reason is a keyword.
+        await handle.terminate("detail-1", {"n": 2}, reason="enough")
         with pytest.raises(WorkflowFailureError) as info:
             await handle.result()
         desc = await handle.describe()

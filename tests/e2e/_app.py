@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,7 @@ async def flaky(name: str) -> str:
     return f"{name}@{attempt}"
 
 
-ACTIVITIES = [step, gate, flaky]
+ACTIVITIES: list[Callable[..., Any]] = [step, gate, flaky]
 
 
 # Workflows --------------------------------------------------------------------------------------
@@ -101,13 +102,16 @@ ACTIVITIES = [step, gate, flaky]
 class Pipeline:
     """Three activities ``a``, ``b``, ``c``; between ``a`` and ``b`` per ``mode``:
 
-    - ``"activity"``: ``b`` is a gate (blocks until released);
+    - ``"activity"``: waits for the ``proceed`` signal, then ``b`` is a gate (it blocks until
+      released);
     - ``"timer"``: a ``workflow.sleep(TIMER_SECONDS)``;
-    - ``"signal"``: waits for the ``proceed`` signal, whose argument goes into the result.
+    - ``"signal"``: waits for the ``proceed`` signal.
+
+    Every ``proceed`` signal received goes into the result, so a signal delivered twice shows.
     """
 
     def __init__(self) -> None:
-        self.word: str | None = None
+        self.words: list[str] = []
 
     @workflow.run
     async def run(self, mode: str) -> str:
@@ -116,10 +120,11 @@ class Pipeline:
         if mode == "timer":
             before = workflow.now()
             await workflow.sleep(TIMER_SECONDS)
-            parts.append(f"slept>={int((workflow.now() - before).total_seconds())}")
-        elif mode == "signal":
-            await workflow.wait_condition(lambda: self.word is not None)
-            parts.append(str(self.word))
+            slept = workflow.now() - before >= timedelta(seconds=TIMER_SECONDS)
+            parts.append("slept" if slept else "woke-early")
+        else:
+            await workflow.wait_condition(lambda: bool(self.words))
+            parts.append("{words}")  # Filled in at the end: a later duplicate shows too.
         if mode == "activity":
             parts.append(await workflow.execute_activity(gate, "b",
                                                          start_to_close_timeout=_TIMEOUT))
@@ -128,11 +133,11 @@ class Pipeline:
                                                          start_to_close_timeout=_TIMEOUT))
         parts.append(await workflow.execute_activity(step, args=["c", 0],
                                                      start_to_close_timeout=_TIMEOUT))
-        return "-".join(parts)
+        return "-".join(parts).replace("{words}", "+".join(self.words))
 
     @workflow.signal
     def proceed(self, word: str) -> None:
-        self.word = word
+        self.words.append(word)
 
 
 @workflow.defn

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -30,14 +31,14 @@ pytestmark = pytest.mark.slow
 RESULT_TIMEOUT = 30.0
 
 
-async def result_of(handle: WorkflowHandle[object, str], cluster: Cluster) -> str:
+async def result_of(handle: WorkflowHandle[Any, str], cluster: Cluster) -> str:
     try:
         return await asyncio.wait_for(handle.result(), RESULT_TIMEOUT)
     except asyncio.TimeoutError:
         raise AssertionError(f"run {handle.id} did not complete\n{cluster.logs_text()}") from None
 
 
-async def assert_closed_once(handle: WorkflowHandle[object, str]) -> None:
+async def assert_closed_once(handle: WorkflowHandle[Any, str]) -> None:
     """The run is completed, and its history closes exactly once."""
     described = await handle.describe()
     assert described.status == WorkflowExecutionStatus.COMPLETED
@@ -49,7 +50,7 @@ async def assert_closed_once(handle: WorkflowHandle[object, str]) -> None:
     assert [e.event_type for e in closes] == [EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED]
 
 
-def run_id_of(handle: WorkflowHandle[object, str]) -> str:
+def run_id_of(handle: WorkflowHandle[Any, str]) -> str:
     assert handle.result_run_id is not None
     return handle.result_run_id
 
@@ -57,8 +58,8 @@ def run_id_of(handle: WorkflowHandle[object, str]) -> str:
 # 1. SIGKILL during an activity, a timer, or between two activities -------------------------------
 
 EXPECTED = {
-    "activity": "a-b-c",
-    "timer": f"a-slept>={int(TIMER_SECONDS)}-b-c",
+    "activity": "a-go-b-c",
+    "timer": "a-slept-b-c",
     "signal": "a-go-b-c",
 }
 
@@ -73,7 +74,8 @@ async def test_sigkill_and_restart_completes_each_run_once(
                                          task_queue=queue)
     run_id = run_id_of(handle)
     if mode == "activity":
-        # Killed while the gate activity b runs (a is done and recorded).
+        # Killed while the gate activity b runs: a's result and the signal are recorded.
+        await handle.signal(Pipeline.proceed, "go")
         await cluster.wait_for(lambda: cluster.marks(act="b", event="start"),
                                "activity b to start")
     else:
@@ -101,7 +103,7 @@ async def test_sigkill_and_restart_completes_each_run_once(
     b = cluster.marks(act="b")
     if mode == "activity":
         # The in-flight activity ran again in the new process, and completed only there.
-        assert [m["pid"] for m in b if m["event"] == "start"][0] == first.pid
+        assert next(m["pid"] for m in b if m["event"] == "start") == first.pid
         assert [m["pid"] for m in b if m["event"] == "done"] == [second.pid]
         assert any(m["pid"] == second.pid and m["event"] == "start" for m in b)
     else:
@@ -111,7 +113,7 @@ async def test_sigkill_and_restart_completes_each_run_once(
         # The timer is durable: it fires TIMER_SECONDS after it started, not after the restart.
         a_done, b_start = a[-1]["t"], b[0]["t"]
         assert b_start - a_done >= TIMER_SECONDS - 0.05, (a_done, b_start)
-        assert b_start < ready_at + TIMER_SECONDS - 0.5, (a_done, ready_at, b_start)
+        assert b_start < ready_at + TIMER_SECONDS - 0.25, (a_done, ready_at, b_start)
 
 
 # 2. A durable retry backoff ---------------------------------------------------------------------
@@ -141,27 +143,28 @@ async def test_sigkill_during_retry_backoff_resumes_the_wait(
     failed_at, retried_at = marks[1]["t"], marks[2]["t"]
     # The wait counts from attempt 1's failure, not from the restart.
     assert retried_at - failed_at >= BACKOFF_SECONDS - 0.05, (failed_at, retried_at)
-    assert retried_at < ready_at + BACKOFF_SECONDS - 0.5, (failed_at, ready_at, retried_at)
-    assert retried_at <= max(failed_at + BACKOFF_SECONDS, ready_at) + 1.5, \
+    assert retried_at < ready_at + BACKOFF_SECONDS - 0.25, (failed_at, ready_at, retried_at)
+    assert retried_at <= max(failed_at + BACKOFF_SECONDS, ready_at) + 3.0, \
         (failed_at, ready_at, retried_at)
 
 
 # 3. Scale-out -----------------------------------------------------------------------------------
 
-def require_postgres(database: str) -> None:
+def skip_unless_postgres(database: str) -> None:
     if not database.startswith("postgresql"):
         pytest.skip("multi-process scale-out is a Postgres feature")
 
 
 async def test_two_workers_share_one_task_queue(
         database: str, client: Client, cluster: Cluster) -> None:
-    require_postgres(database)
+    skip_unless_postgres(database)
     queue = "scale"
     workers = [cluster.start(queue, "e2e-scale-1"), cluster.start(queue, "e2e-scale-2")]
     for worker in workers:
         await cluster.ready(worker)
-    handles = [await client.start_workflow(Short.run, 100, id=f"short-{n}", task_queue=queue)
-               for n in range(40)]
+    handles = await asyncio.gather(*(
+        client.start_workflow(Short.run, 100, id=f"short-{n}", task_queue=queue)
+        for n in range(40)))
     results = await asyncio.gather(*(result_of(h, cluster) for h in handles))
     assert results == ["s"] * 40
 
@@ -180,8 +183,8 @@ LEASE_S = 2.0
 
 
 async def test_live_worker_takes_over_a_killed_workers_runs_after_the_lease(
-        database: str, client: Client, cluster: Cluster) -> None:
-    require_postgres(database)
+        client: Client, cluster: Cluster) -> None:
+    # Asked for on Postgres; it holds on SQLite too (several processes on one file), so both.
     queue = "lease"
     workers = [cluster.start(queue, "e2e-lease-1", lease_s=LEASE_S),
                cluster.start(queue, "e2e-lease-2", lease_s=LEASE_S)]
