@@ -322,7 +322,10 @@ def result_lines(backend: str, args: argparse.Namespace, w1: Latencies, w1_floor
                  w2: Throughput | None, w2_floor: Throughput | None,
                  w3: Latencies) -> list[dict[str, Any]]:
     lines: list[dict[str, Any]] = []
-    base = {"backend": backend, "rounds": args.rounds}
+    # The machine's load when the measurements ended: a busy machine slows both sides, and
+    # tells a reader how much to trust the absolute numbers.
+    base = {"backend": backend, "rounds": args.rounds,
+            "loadavg_1m": round(os.getloadavg()[0], 2)}
     if w1.samples and w1_floor.samples:
         engine, floor = w1.fields(), w1_floor.fields()
         ratio = engine["p50_ms"] / floor["p50_ms"]

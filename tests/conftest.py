@@ -18,7 +18,9 @@ from dbosify._runtime._process import close_current
 from dbosify.client import Client
 
 PG_SERVER = os.environ.get("DBOSIFY_TEST_POSTGRES_SERVER", "postgresql://postgres@127.0.0.1:5432")
-PG_DATABASE = "dbosify_test"
+# One database per test session (pid), so concurrent sessions on one server do not empty each
+# other's tables; dropped when the session ends.
+PG_DATABASE = f"dbosify_test_{os.getpid()}"
 REQUIRE_POSTGRES = os.environ.get("DBOSIFY_REQUIRE_POSTGRES") == "1"
 
 _pg_state: dict[str, str | None] = {}
@@ -44,6 +46,22 @@ def postgres_url() -> str | None:
     finally:
         admin.dispose()
     return _pg_state["url"]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop this session's Postgres database."""
+    if not _pg_state.get("url"):
+        return
+    close_current()
+    admin = sa.create_engine(PG_SERVER.replace("postgresql://", "postgresql+psycopg://")
+                             + "/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+    except Exception:  # Leaving it behind is harmless; the next session uses another name.
+        pass
+    finally:
+        admin.dispose()
 
 
 def require_postgres() -> str:

@@ -103,6 +103,8 @@ class RunDriver:
         self.run_id = run_id
         self.recovering = recovering
         self.closed = False
+        self.idle = False
+        """True while the run waits for its next event with nothing unrecorded."""
         self.wake = asyncio.Event()
         # A run created by this process has an empty inbox unless someone wrote to it since
         # (the process remembers those wake-ups); any other run reads its inbox first.
@@ -441,7 +443,14 @@ class RunDriver:
             if self.task_failure is not None:
                 if now >= self.task_retry_ms and await self._retry_failed_task():
                     continue
-                await self._wait(min(max(self.task_retry_ms - now, 1) / 1000, poll_s))
+                # Not _wait: it returns at once while the inbox is dirty, and a failed task
+                # reads no inbox, so it would spin and freeze the loop (other runs, RPCs,
+                # the worker's shutdown) until the retry. Idle: nothing can be recorded now.
+                self.idle = True
+                try:
+                    await asyncio.sleep(min(max(self.task_retry_ms - now, 1) / 1000, poll_s))
+                finally:
+                    self.idle = False
                 continue
             if self.inbox_dirty:
                 stop = await self._read_inbox()
@@ -476,6 +485,7 @@ class RunDriver:
         self.wake.clear()
         if self.outcomes or self.inbox_dirty:
             return
+        self.idle = True  # Everything handed to the run so far is recorded.
         try:
             await asyncio.wait_for(self.wake.wait(), max(seconds, 0.0))
         except asyncio.TimeoutError:
@@ -484,6 +494,8 @@ class RunDriver:
             loop = asyncio.get_running_loop()
             if loop.time() - self.inbox_read_at >= _INBOX_SAFETY_S:
                 self.inbox_dirty = True
+        finally:
+            self.idle = False
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             # Python 3.11's wait_for drops a cancel racing the wake-up (bpo-42130).
@@ -499,6 +511,11 @@ class RunDriver:
             s2c = act.schedule_to_close_deadline_ms
             if s2c is not None:
                 deadlines.append(s2c)
+            if act.remote_since_ms is not None and not act.cancel_sent and \
+                    act.command.HasField("schedule_to_start_timeout"):
+                s2s = int(act.command.schedule_to_start_timeout.ToMilliseconds())
+                if s2s > 0:
+                    deadlines.append(act.remote_since_ms + s2s)
         if self.deadline_ms is not None:
             deadlines.append(self.deadline_ms)
         if not deadlines:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import logging
 import os
 import socket
@@ -288,8 +289,15 @@ class Process:
         self.fresh_runs.add(run_id)
         if row is not None:
             self.fresh_rows[run_id] = row
-        with SetWorkflowID(run_id):
-            await DBOS.start_workflow_async(_dbos_run, run_id)
+
+        async def start() -> None:
+            with SetWorkflowID(run_id):
+                await DBOS.start_workflow_async(_dbos_run, run_id)
+
+        # In a fresh context: called from a run's DBOS workflow (continue-as-new, children),
+        # DBOS would make the new run a child workflow of that one, which fails once the
+        # closing run's DBOS workflow has ended ("no longer owned by this execution").
+        await asyncio.get_running_loop().create_task(start(), context=contextvars.Context())
 
     async def adopt_run(self, run_id: str) -> None:
         """Run a run this process has just claimed: start it, or resume its DBOS workflow."""

@@ -15,6 +15,7 @@ from temporalio.bridge.proto.workflow_activation import WorkflowActivation, Work
 from temporalio.bridge.proto.workflow_commands import WorkflowCommand
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 
+from dbosify._runtime._commands import first_difference
 from dbosify._runtime._driver import EVENT_STEP
 from dbosify._runtime._instance import activate, create_instance
 from dbosify._runtime._process import Process
@@ -125,7 +126,15 @@ async def replay_query(process: Process, records: RunRecords,
     first = records.tasks[0].activation
     instance = create_instance(reg, first, first.jobs[0].initialize_workflow)
     completions = [t.previous_completion for t in records.tasks[1:]] + [records.final_completion]
-    for task, recorded in zip(records.tasks, completions, strict=True):
+
+    async def evict() -> None:
+        done = WorkflowActivation(run_id=row.run_id)
+        done.jobs.add().remove_from_cache.message = "query done"
+        await asyncio.get_running_loop().run_in_executor(process.activation_executor,
+                                                         instance.activate, done)
+
+    flags: set[int] = set()
+    for index, (task, recorded) in enumerate(zip(records.tasks, completions, strict=True)):
         activation = WorkflowActivation()
         activation.CopyFrom(task.activation)
         activation.is_replaying = True
@@ -135,18 +144,26 @@ async def replay_query(process: Process, records: RunRecords,
                     patch = WorkflowActivationJob()
                     patch.notify_has_patch.patch_id = command.set_patch_marker.patch_id
                     activation.jobs.insert(0, patch)
+            flags.update(recorded.successful.used_internal_flags)
+        activation.available_internal_flags[:] = sorted(flags)
         completion = await activate(instance, activation, process.activation_executor,
                                     reg.deadlock_timeout)
         if completion.HasField("failed"):
+            await evict()
             raise LookupError(f"replaying the workflow for the query failed: "
                               f"{completion.failed.failure.message}")
+        # As the driver does (DESIGN §4): the code must issue the recorded commands.
+        diff = first_difference(recorded, completion) if recorded is not None else None
+        if diff is not None:
+            await evict()
+            raise LookupError(
+                f"nondeterminism in workflow {row.workflow_id!r} (type {row.workflow_type!r}, "
+                f"run {row.run_id}) at event {index}: the history recorded {diff[0]} but the "
+                f"workflow code now issues {diff[1]}; the query cannot be answered by this code")
     query = WorkflowActivation(run_id=row.run_id, jobs=[job], is_replaying=True)
     query.timestamp.CopyFrom(records.tasks[-1].activation.timestamp)
     completion = await activate(instance, query, process.activation_executor, reg.deadlock_timeout)
-    evict = WorkflowActivation(run_id=row.run_id)
-    evict.jobs.add().remove_from_cache.message = "query done"
-    await asyncio.get_running_loop().run_in_executor(process.activation_executor,
-                                                     instance.activate, evict)
+    await evict()
     for command in completion.successful.commands:
         if command.HasField("respond_to_query"):
             return command

@@ -77,13 +77,23 @@ def resolve_database_url(url: str | None = None) -> DatabaseURL:
         url = None
     url = url or os.environ.get("DBOSIFY_DATABASE_URL") or os.environ.get("DBOS_SYSTEM_DATABASE_URL")
     if given is not None and url is not None and given != url:
-        logger.info("Temporal address %s: using the configured database %s", given, redact(url))
+        _note_once(given, redact(url), "configured")
     if not url:
         path = (Path.cwd() / EMBEDDED_PATH).resolve()
         if given is not None:
-            logger.info("Temporal address %s: using the embedded database %s", given, path)
+            _note_once(given, str(path), "embedded")
         return DatabaseURL(f"sqlite:///{path}", "sqlite")
     return _parse(url)
+
+
+_noted: set[tuple[str, str]] = set()
+
+
+def _note_once(address: str, target: str, kind: str) -> None:
+    """Say once per process where a Temporal address leads (not on every reconnect)."""
+    if (address, target) not in _noted:
+        _noted.add((address, target))
+        logger.info("Temporal address %s: using the %s database %s", address, kind, target)
 
 
 def _parse(url: str) -> DatabaseURL:

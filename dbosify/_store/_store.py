@@ -206,7 +206,8 @@ class Store:
                 conn.execute(sa.insert(t.search_attributes), _attribute_rows(run_id, rows))
 
     def upsert_memo(self, run_id: str, upserted: Memo) -> None:
-        """Merge memo fields into a run's memo (an empty payload removes a field)."""
+        """Merge memo fields into a run's memo (a null or empty payload removes a field, as
+        ``workflow.upsert_memo({"key": None})`` asks and Temporal's server does)."""
         with self.engine.begin() as conn:
             current = conn.execute(sa.select(t.runs.c.memo).where(t.runs.c.run_id == run_id)
                                    ).scalar()
@@ -214,7 +215,8 @@ class Store:
             if current:
                 memo.ParseFromString(current)
             for key, value in upserted.fields.items():
-                if value.data or value.metadata:
+                null = value.metadata.get("encoding") == b"binary/null"
+                if (value.data or value.metadata) and not null:
                     memo.fields[key].CopyFrom(value)
                 else:
                     memo.fields.pop(key, None)

@@ -182,10 +182,23 @@ class Worker:
         try:
             if self.activity_runner is not None:
                 await self.activity_runner.shutdown(self.graceful_shutdown_timeout.total_seconds())
+                await self._settle_runs()
             await self.process.remove_worker(self)
         finally:
             self._running = False
             self._done = True
+
+    async def _settle_runs(self, timeout: float = 2.0) -> None:
+        # Attempts that ended in the grace period handed their outcomes to their runs in
+        # memory; let the runs record them before remove_worker stops the runs (Temporal's
+        # server has an outcome once the worker reports it).
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while loop.time() < end and any(
+                d.outcomes or not d.idle for d in self.process.drivers.values()
+                if d.row is not None and d.row.task_queue == self.task_queue and not d.closed
+                and d.current_task is not None and not d.current_task.done()):
+            await asyncio.sleep(0.005)
 
     async def shutdown(self) -> None:
         """Stop: running activities get ``graceful_shutdown_timeout`` to finish, then are

@@ -577,7 +577,7 @@ async def test_schedule_to_start_timeout(client: Client, wid: str) -> None:
                 schedule_to_start_ms=300)
     started = time.monotonic()
     err = await _failure(client, call, wid)
-    assert time.monotonic() - started >= 0.28
+    assert 0.28 <= time.monotonic() - started < 3  # At its deadline, not at some later poll.
     timeout = err.cause
     assert isinstance(timeout, TimeoutError)
     assert timeout.type == TimeoutType.SCHEDULE_TO_START

@@ -14,7 +14,14 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.service import RPCError
 
 from dbosify import workflow
-from dbosify.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from dbosify._store import _database
+from dbosify._store._database import resolve_database_url
+from dbosify.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
 from dbosify.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from dbosify.exceptions import (
     ApplicationError,
@@ -85,13 +92,16 @@ async def test_temporal_address_uses_the_configured_database(
     async with _worker(seeded):
         await seeded.execute_workflow(Echo.run, "seed", id="seeded", task_queue=Q)
     monkeypatch.setenv("DBOSIFY_DATABASE_URL", database)
+    monkeypatch.setattr(_database, "_noted", set())  # Forget notes of earlier tests.
     with caplog.at_level(logging.INFO, logger="dbosify"):
         client = await Client.connect("localhost:7233")
+        await Client.connect("localhost:7233")  # Reconnecting does not repeat the note.
     # The same database: the run written through the URL client is visible here.
     assert await client.get_workflow_handle("seeded").result() == "SEED"
     notes = [r.getMessage() for r in caplog.records if "localhost:7233" in r.getMessage()]
     assert len(notes) == 1, notes
     assert "configured database" in notes[0]
+    assert resolve_database_url(database).redacted in notes[0]
 
 
 # Start, execute, handles ------------------------------------------------------------------------
@@ -112,7 +122,7 @@ async def test_start_and_handles(client: Client) -> None:
         assert await by_id.result() == "ABC"
         by_run = client.get_workflow_handle("h-1", run_id=run_id)
         assert (await by_run.describe()).run_id == run_id
-        typed = client.get_workflow_handle_for(Echo.run, "h-1")
+        typed: WorkflowHandle[Echo, str] = client.get_workflow_handle_for(Echo.run, "h-1")
         result: str = await typed.result()
         assert result == "ABC"
 
@@ -223,10 +233,14 @@ async def test_allow_duplicate_failed_only(client: Client) -> None:
 
 @pytest.mark.parametrize("which", ["execution_timeout", "run_timeout"])
 async def test_workflow_timeout(client: Client, which: str) -> None:
-    timeout = {which: timedelta(milliseconds=700)}
+    limit = timedelta(milliseconds=700)
     async with _worker(client):
-        handle = await client.start_workflow(Sleeper.run, id="slow", task_queue=Q,
-                                             **timeout)  # type: ignore[arg-type]
+        if which == "execution_timeout":
+            handle = await client.start_workflow(Sleeper.run, id="slow", task_queue=Q,
+                                                 execution_timeout=limit)
+        else:
+            handle = await client.start_workflow(Sleeper.run, id="slow", task_queue=Q,
+                                                 run_timeout=limit)
         with pytest.raises(WorkflowFailureError) as info:
             await handle.result()
         assert isinstance(info.value.cause, TimeoutError)

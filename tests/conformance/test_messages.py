@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.service import RPCError
 
 from dbosify import activity, workflow
 from dbosify.client import (
@@ -330,5 +331,5 @@ async def test_terminate(client: Client) -> None:
     details = await client.data_converter.decode(attrs.details.payloads)
     assert details == ["detail-1", {"n": 2}]
     # Nothing more happens: a signal to the closed run is refused.
-    with pytest.raises(Exception, match="not found|completed"):
+    with pytest.raises(RPCError, match=r"already completed"):
         await handle.signal(Inbox.add, "late")

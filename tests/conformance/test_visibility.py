@@ -11,8 +11,15 @@ import pytest
 from temporalio.service import RPCError
 
 from dbosify import workflow
-from dbosify.client import Client, WorkflowExecution, WorkflowExecutionStatus, WorkflowHandle
+from dbosify.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
 from dbosify.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from dbosify.exceptions import ApplicationError
 from dbosify.worker import Worker
 
 Q = "vis-q"
@@ -42,7 +49,7 @@ class Order:
         await workflow.wait_condition(lambda: self.shipped)
         workflow.upsert_search_attributes([STAGE.value_set("shipped")])
         if fail:
-            raise workflow.ApplicationError("lost in transit", non_retryable=True)
+            raise ApplicationError("lost in transit", non_retryable=True)
         return "shipped"
 
     @workflow.signal
@@ -85,7 +92,7 @@ async def _populate(client: Client) -> dict[str, WorkflowHandle[Order, str]]:
     await handles["order-b"].signal(Order.ship)
     await handles["order-c"].signal(Order.ship)
     assert await handles["order-b"].result() == "shipped"
-    with pytest.raises(Exception):
+    with pytest.raises(WorkflowFailureError):
         await handles["order-c"].result()
     async with Worker(client, task_queue=OTHER_Q, workflows=[Quick]):
         await client.execute_workflow(Quick.run, id="quick-1", task_queue=OTHER_Q)
