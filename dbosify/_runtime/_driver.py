@@ -133,6 +133,7 @@ class RunDriver:
         # Inbox events up to this id have been applied to the instance (queries wait for it).
         self.applied_cursor = 0
         self.progress = asyncio.Event()
+        self.visibility_task: asyncio.Future[None] | None = None
         self.final_completion: WorkflowActivationCompletion | None = None
         self.row: Any = row
         self.start_request = StartWorkflowExecutionRequest()
@@ -377,8 +378,7 @@ class RunDriver:
         elif kind == "cancel_timer":
             self.timers.pop(command.cancel_timer.seq, None)
         elif kind in ("upsert_workflow_search_attributes", "modify_workflow_properties"):
-            self.process.spawn(rs.apply_visibility_command(self.process, self.run_id,
-                                                           command))
+            self._write_visibility(command)
         elif kind == "update_response":
             self.process.spawn(self.process.record_update_response(self.run_id,
                                                                    command.update_response))
@@ -401,10 +401,32 @@ class RunDriver:
         act.task = None
         act.remote_since_ms = None
 
+    def _write_visibility(self, command: WorkflowCommand) -> None:
+        """Apply a search-attribute or memo upsert in the background, after the earlier ones
+        (the last upsert wins); queries and the close wait for them (:meth:`visibility_written`).
+        """
+        previous = self.visibility_task
+
+        async def write() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            await rs.apply_visibility_command(self.process, self.run_id, command)
+
+        task = asyncio.ensure_future(write())
+        self.visibility_task = task
+        self.process.spawn(task)
+
+    async def visibility_written(self) -> None:
+        """Wait for the upserts issued so far: a describe or list after a query or a result
+        shows them, as on Temporal (they are part of the completed workflow task)."""
+        if self.visibility_task is not None:
+            await asyncio.gather(self.visibility_task, return_exceptions=True)
+
     # Closing ----------------------------------------------------------------------------------
 
     async def _close(self, completion: WorkflowActivationCompletion, command: WorkflowCommand,
                      activation: WorkflowActivation) -> None:
+        await self.visibility_written()
         try:
             await self.process.close_run(self, completion, command,
                                          int(activation.timestamp.ToMilliseconds()))
@@ -418,6 +440,7 @@ class RunDriver:
         event.event_time.FromMilliseconds(at_ms)
         event.workflow_execution_timed_out_event_attributes.retry_state = \
             RetryState.RETRY_STATE_TIMEOUT
+        await self.visibility_written()
         await self.process.close_run_with_event(self, event, at_ms)
 
     def _stop_activities(self) -> None:
@@ -851,6 +874,7 @@ class RunDriver:
     async def query(self, job: WorkflowActivationJob) -> WorkflowCommand:
         """Answer a query on the live instance (never recorded)."""
         await self._catch_up()
+        await self.visibility_written()
         async with self.lock:
             if self.instance is None or self.task_failure is not None:
                 raise LookupError(self.task_failure or "the workflow has no live state yet")

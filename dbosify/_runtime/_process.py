@@ -124,8 +124,9 @@ class Process:
         self._queries_waiting = False
         self.activation_executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=32, thread_name_prefix="dbosify-workflow")
+        # Few threads: the database calls are short, and more threads only contend for the GIL.
         self.db_executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=16, thread_name_prefix="dbosify-db")
+            max_workers=8, thread_name_prefix="dbosify-db")
         self._tasks: set[asyncio.Future[Any]] = set()
         self._close_waiters: dict[str, list[asyncio.Future[bytes]]] = {}
         self._update_waiters: dict[tuple[str, str], list[asyncio.Future[bytes]]] = {}
@@ -205,7 +206,7 @@ class Process:
         if self._maintain_task is None or self._maintain_task.done():
             self._wake_maintain = asyncio.Event()
             self._maintain_task = loop.create_task(self._maintain())
-        self._start_listener()
+        self.ensure_listener()
         self._wake_maintain.set()
 
     async def remove_worker(self, worker: Any) -> None:
@@ -547,7 +548,7 @@ class Process:
     async def ask_owner(self, run_id: str, owner: str, job: Any, seconds: float) -> Any:
         """Ask the process that drives a run to answer a query; None if it does not answer in
         ``seconds`` (it may have died: the caller then replays the history itself)."""
-        self._start_listener()
+        self.ensure_listener()
         query_id = await self.db_call(self.store.ask_query, run_id, owner,
                                       job.SerializeToString())
         loop = asyncio.get_running_loop()
@@ -583,7 +584,8 @@ class Process:
 
     # Postgres LISTEN/NOTIFY -------------------------------------------------------------------
 
-    def _start_listener(self) -> None:
+    def ensure_listener(self) -> None:
+        """Listen for Postgres notifications (wake-ups from other processes), if not yet."""
         if not self.store.is_postgres or self._listener is not None:
             return
         self._listener_stop.clear()
@@ -617,6 +619,8 @@ class Process:
         kind, _, key = payload.partition(":")
         if kind == "inbox":
             self.wake_run(key)
+        elif kind == "closed":
+            self.notify_closed(key, b"")  # Waiters re-read the run.
         elif kind in ("run", "activity"):
             self.wake_dispatch()
         elif kind == "query" and key == self.executor_id:

@@ -243,9 +243,11 @@ class DatabaseService(temporalio.service.ServiceClient):
             records = await self.reader.records(row)
             events = records.history(process.identity)
             return GetWorkflowExecutionHistoryResponse(history=History(events=events))
-        row = await self._run(namespace, execution.workflow_id, execution.run_id)
-        if row.status == RUNNING and req.wait_new_event:
-            row = await self._wait_closed(row, min(timeout or _LONG_POLL_S, _LONG_POLL_S))
+        if req.wait_new_event:
+            row = await self._wait_closed(namespace, execution.workflow_id, execution.run_id,
+                                          min(timeout or _LONG_POLL_S, _LONG_POLL_S))
+        else:
+            row = await self._run(namespace, execution.workflow_id, execution.run_id)
         if row.status == RUNNING:
             return GetWorkflowExecutionHistoryResponse()
         event = HistoryEvent()
@@ -253,30 +255,40 @@ class DatabaseService(temporalio.service.ServiceClient):
         event.event_id = max(row.history_length, 1)
         return GetWorkflowExecutionHistoryResponse(history=History(events=[event]))
 
-    async def _wait_closed(self, row: Any, seconds: float) -> Any:
+    async def _wait_closed(self, namespace: str, workflow_id: str, run_id: str,
+                           seconds: float) -> Any:
+        """The run once closed, or still running after ``seconds`` (a capped long poll)."""
         process = self.process
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        future = process.wait_closed(row.run_id)
-        try:
-            while True:
-                fresh = await process.db_call(process.store.get_run_by_id, row.run_id)
-                if fresh is None or fresh.status != RUNNING:
-                    return fresh or row
+        while True:
+            # Registered before the read, so a close between the two is not missed.
+            future = process.wait_closed(run_id) if run_id else None
+            try:
+                row = await self._run(namespace, workflow_id, run_id)
+                if row.status != RUNNING or future is None:
+                    if row.status != RUNNING:
+                        return row
+                    run_id = row.run_id
+                    continue
                 left = deadline - loop.time()
                 if left <= 0:
-                    return fresh
-                # Closed here: the future resolves at once. Closed by another process: the
-                # re-read notices it (a short poll on SQLite, a longer one on Postgres).
-                poll = process.poll_interval if not process.drivers.get(row.run_id) else 5.0
+                    return row
+                # Closed here: the future carries the close event. Closed by another process:
+                # NOTIFY resolves it empty (Postgres), or the next read notices (SQLite poll).
+                poll = 5.0
+                if run_id not in process.drivers:
+                    process.ensure_listener()
+                    poll = process.poll_interval
                 try:
                     event = await asyncio.wait_for(asyncio.shield(future), min(left, poll))
                 except asyncio.TimeoutError:
                     continue
-                # Closed in this process: the close event came with the wake-up.
-                return _ClosedRun(event, fresh.history_length)
-        finally:
-            process.forget_waiter(row.run_id, future)
+                if event:
+                    return _ClosedRun(event, row.history_length)
+            finally:
+                if future is not None:
+                    process.forget_waiter(run_id, future)
 
     # Describe, signal, cancel, terminate ----------------------------------------------------
 
