@@ -156,50 +156,6 @@ class Cluster:
                 {"r": run_id}).scalar_one())
 
 
-E2E_DATABASE = "dbosify_test_e2e"
-
-
-def _own_postgres_database(url: str) -> str:
-    """``url`` moved to this folder's own database (made once), emptied of runs and records."""
-    server, _, _ = url.rpartition("/")
-    admin = sa.create_engine(server.replace("postgresql://", "postgresql+psycopg://")
-                             + "/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"),
-                                {"n": E2E_DATABASE}).first():
-                conn.exec_driver_sql(f"CREATE DATABASE {E2E_DATABASE}")
-    finally:
-        admin.dispose()
-    own = f"{server}/{E2E_DATABASE}"
-    engine = sa.create_engine(own.replace("postgresql://", "postgresql+psycopg://"))
-    try:
-        with engine.begin() as conn:
-            tables = conn.execute(sa.text(
-                "SELECT schemaname, tablename FROM pg_tables WHERE schemaname IN "
-                "('dbos', 'dbosify') AND tablename NOT IN ('dbos_migrations', 'dbosify_meta')"
-            )).all()
-            if tables:
-                names = ", ".join(f'"{s}"."{t}"' for s, t in tables)
-                conn.exec_driver_sql(f"TRUNCATE {names} CASCADE")
-    finally:
-        engine.dispose()
-    return own
-
-
-@pytest.fixture
-def database(database: str) -> str:
-    """The shared fixture's database; on Postgres, this folder's own database on that server.
-
-    Worker subprocesses here live for seconds: on the shared test database, another test
-    session running at the same time (several engineers on one machine) empties the tables
-    under them at its next test.
-    """
-    if database.startswith("postgresql"):
-        return _own_postgres_database(database)
-    return database
-
-
 @pytest.fixture
 def cluster(database: str, tmp_path: Path) -> Iterator[Cluster]:
     """Worker subprocesses on the test's database, all killed at the end of the test."""
