@@ -466,14 +466,13 @@ class RunDriver:
             if self.task_failure is not None:
                 if now >= self.task_retry_ms and await self._retry_failed_task():
                     continue
-                # Not _wait: it returns at once while the inbox is dirty, and a failed task
-                # reads no inbox, so it would spin and freeze the loop (other runs, RPCs,
-                # the worker's shutdown) until the retry. Idle: nothing can be recorded now.
-                self.idle = True
-                try:
-                    await asyncio.sleep(min(max(self.task_retry_ms - now, 1) / 1000, poll_s))
-                finally:
-                    self.idle = False
+                if self.inbox_dirty:
+                    # Messages wait for the retried task; a terminate ends the run now.
+                    stop = await self._read_inbox()
+                    if stop is not None:
+                        return {"records": records, **stop}
+                await self._wait(min(max(self.task_retry_ms - now, 1) / 1000, poll_s),
+                                 task_failed=True)
                 continue
             if self.inbox_dirty:
                 stop = await self._read_inbox()
@@ -504,9 +503,11 @@ class RunDriver:
             self._start_due_attempts(now)
             await self._wait(self._seconds_to_next_deadline(now, poll_s))
 
-    async def _wait(self, seconds: float) -> None:
+    async def _wait(self, seconds: float, task_failed: bool = False) -> None:
         self.wake.clear()
-        if self.outcomes or self.inbox_dirty:
+        # While a workflow task is failed, outcomes wait for its retry: waiting on them would
+        # spin (and freeze the loop).
+        if self.inbox_dirty or (self.outcomes and not task_failed):
             return
         self.idle = True  # Everything handed to the run so far is recorded.
         try:
@@ -520,7 +521,7 @@ class RunDriver:
         finally:
             self.idle = False
         task = asyncio.current_task()
-        if task is not None and task.cancelling():
+        if task is not None and getattr(task, "cancelling", lambda: 0)():
             # Python 3.11's wait_for drops a cancel racing the wake-up (bpo-42130).
             raise asyncio.CancelledError
 

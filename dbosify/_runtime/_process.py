@@ -90,7 +90,7 @@ def _raise_if_cancelling() -> None:
     """Re-raise a cancellation that Python 3.11's ``asyncio.wait_for`` dropped because the
     awaited event was set in the same loop iteration (bpo-42130; fixed in 3.12)."""
     task = asyncio.current_task()
-    if task is not None and task.cancelling():
+    if task is not None and getattr(task, "cancelling", lambda: 0)():
         raise asyncio.CancelledError
 
 

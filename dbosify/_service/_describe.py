@@ -89,6 +89,8 @@ def describe_run(row: Any, attribute_rows: Sequence[Any],
         config.user_metadata.CopyFrom(req.user_metadata)
     if row.status != RUNNING:
         return response
+    if driver is not None:
+        response.workflow_execution_info.history_length = driver.history_length
     if driver is None or driver.task_failure is not None:
         # No worker has taken the run, or its code failed: its workflow task is pending,
         # as Temporal shows a run waiting for a worker of its task queue.

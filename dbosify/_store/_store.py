@@ -121,12 +121,12 @@ class Store:
     def close_run(self, run_id: str, status: int, close_event: bytes, close_ms: int,
                   history_length: int, conn: sa.Connection | None = None) -> bool:
         """Mark a running run closed. False when it was closed already (e.g. terminated)."""
-        stmt = (
-            sa.update(t.runs)
-            .where(t.runs.c.run_id == run_id, t.runs.c.status == RUNNING)
-            .values(status=status, close_event=close_event, close_time_ms=close_ms,
-                    history_length=history_length, task_failure=None)
-        )
+        values: dict[str, Any] = {"status": status, "close_event": close_event,
+                                  "close_time_ms": close_ms, "task_failure": None}
+        if history_length > 0:  # 0: the closer does not know it (a terminate from a client).
+            values["history_length"] = history_length
+        stmt = (sa.update(t.runs)
+                .where(t.runs.c.run_id == run_id, t.runs.c.status == RUNNING).values(**values))
         if conn is not None:
             closed = conn.execute(stmt).rowcount == 1
             self._notify(conn, f"closed:{run_id}")

@@ -329,3 +329,41 @@ async def test_continue_as_new_chains_runs(client: Client) -> None:
     assert last.status == WorkflowExecutionStatus.COMPLETED
     assert (await event_types(client, "chain", runs[0]))[-1] == \
         "WORKFLOW_EXECUTION_CONTINUED_AS_NEW"
+
+
+@workflow.defn
+class AlwaysBroken:
+    @workflow.run
+    async def run(self) -> str:
+        raise RuntimeError("bug in workflow code")  # A task failure: retried, not a failure.
+
+
+async def test_terminate_reaches_a_run_whose_task_keeps_failing(client: Client) -> None:
+    from dbosify.client import WorkflowFailureError
+    from dbosify.exceptions import TerminatedError
+
+    async with Worker(client, task_queue="broken", workflows=[AlwaysBroken]):
+        handle = await client.start_workflow(AlwaysBroken.run, id=f"broken-{uuid.uuid4()}",
+                                             task_queue="broken")
+        for _ in range(200):  # The failure is recorded with the run once the task has failed.
+            described = await handle.describe()
+            if described.raw_description.pending_workflow_task.state:
+                break
+            await asyncio.sleep(0.02)
+        assert described.status is not None and described.status.name == "RUNNING"
+        started = time.monotonic()
+        await handle.terminate(reason="stuck")
+        with pytest.raises(WorkflowFailureError) as info:
+            await handle.result()
+        assert isinstance(info.value.cause, TerminatedError)
+        # Well before the task's next retry (1 s, then 2 s ...) would have noticed.
+        assert time.monotonic() - started < 1.0
+        described = await handle.describe()
+        assert described.status is not None and described.status.name == "TERMINATED"
+        # The run's driver itself stops (its DBOS workflow ends), not only its row.
+        drivers = client.service_client.process.drivers  # type: ignore[attr-defined]
+        for _ in range(100):
+            if described.run_id not in drivers:
+                break
+            await asyncio.sleep(0.01)
+        assert described.run_id not in drivers
