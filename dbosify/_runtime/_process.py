@@ -161,9 +161,11 @@ class Process:
     # Workers ----------------------------------------------------------------------------------
 
     def registration(self, task_queue: str, workflow_type: str) -> WorkflowRegistration | None:
-        """The definition a running worker of ``task_queue`` has for ``workflow_type``."""
-        for worker in reversed(self.workers):
-            if worker.task_queue == task_queue and not worker.stopping:
+        """The definition a worker of ``task_queue`` has for ``workflow_type``: a running
+        worker's first, else a stopping one's (its runs still record what finished during its
+        grace period)."""
+        for worker in sorted(reversed(self.workers), key=lambda w: bool(w.stopping)):
+            if worker.task_queue == task_queue:
                 reg = worker.workflow_registrations.get(workflow_type) or \
                     worker.workflow_registrations.get("")
                 if reg is not None:
