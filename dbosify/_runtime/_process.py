@@ -31,6 +31,7 @@ from dbosify._runtime import _run_state as rs
 from dbosify._runtime._activities import ActivityRunner
 from dbosify._runtime._driver import RunDriver
 from dbosify._runtime._instance import WorkflowRegistration
+from dbosify._runtime._messaging import ProcessMessaging
 from dbosify._runtime._records import RECORD_FORMAT
 from dbosify._store._database import DatabaseURL
 from dbosify._store._store import Store
@@ -46,9 +47,6 @@ APPLICATION_VERSION = f"dbosify-{RECORD_FORMAT}"
 so an edited notebook cell does not strand runs (DESIGN §9.3)."""
 
 DEFAULT_LEASE_S = 10.0
-_UNANSWERED = "dbosify:unanswered"
-_ACCEPTED = 2  # UpdateWorkflowExecutionLifecycleStage
-_COMPLETED = 3
 _RUN_FUNCTION = "dbosify.run"
 
 
@@ -99,7 +97,7 @@ def current_process() -> Process | None:
     return _current if _current is not None and not _current.closed else None
 
 
-class Process:
+class Process(ProcessMessaging):
     """dbosify's state in this process for one database."""
 
     def __init__(self, db: DatabaseURL) -> None:
@@ -351,63 +349,6 @@ class Process:
         await self.closer().close_with_event(driver.run_id, event, at_ms,
                                              driver.history_length + 1)
 
-    def notify_closed(self, run_id: str, close_event: bytes) -> None:
-        """Wake in-process waiters of a run's result."""
-        for future in self._close_waiters.pop(run_id, []):
-            loop = future.get_loop()
-            loop.call_soon_threadsafe(_set_if_pending, future, close_event)
-
-    def wait_closed(self, run_id: str) -> asyncio.Future[bytes]:
-        """A future resolved with the close event when this process closes the run."""
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._close_waiters.setdefault(run_id, []).append(future)
-        return future
-
-    def forget_waiter(self, run_id: str, future: asyncio.Future[bytes]) -> None:
-        waiters = self._close_waiters.get(run_id)
-        if waiters and future in waiters:
-            waiters.remove(future)
-            if not waiters:
-                del self._close_waiters[run_id]
-
-    async def record_update_response(self, run_id: str, response: Any) -> None:
-        """Store an update's progress (accepted, rejected, completed) and wake its waiters."""
-        from temporalio.api.update.v1 import Outcome
-
-        outcome: bytes | None = None
-        if response.HasField("accepted"):
-            stage = _ACCEPTED
-        else:
-            stage = _COMPLETED
-            result = Outcome()
-            if response.HasField("rejected"):
-                result.failure.CopyFrom(response.rejected)
-            else:
-                result.success.payloads.append(response.completed)
-            outcome = result.SerializeToString()
-        await self.db_call(self.store.put_update, run_id, response.protocol_instance_id, stage,
-                           outcome)
-        self.notify_update(run_id, response.protocol_instance_id)
-
-    def notify_update(self, run_id: str, update_id: str) -> None:
-        """Wake in-process waiters of an update."""
-        for future in self._update_waiters.pop((run_id, update_id), []):
-            future.get_loop().call_soon_threadsafe(_set_if_pending, future, b"")
-
-    def wait_update(self, run_id: str, update_id: str) -> asyncio.Future[bytes]:
-        """A future resolved when this process records progress of the update."""
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._update_waiters.setdefault((run_id, update_id), []).append(future)
-        return future
-
-    def forget_update_waiter(self, run_id: str, update_id: str,
-                             future: asyncio.Future[bytes]) -> None:
-        waiters = self._update_waiters.get((run_id, update_id))
-        if waiters and future in waiters:
-            waiters.remove(future)
-            if not waiters:
-                del self._update_waiters[(run_id, update_id)]
-
     def expect_run(self, run_id: str) -> None:
         """This process is about to create ``run_id`` (call before writing it): wake-ups that
         arrive before its driver exists are remembered."""
@@ -519,64 +460,6 @@ class Process:
                            rs.encode_remote_outcome(token, outcome), token.decode())
         self.wake_run(row.run_id)
 
-    async def _answer_queries(self) -> None:
-        for query_id, run_id, job_bytes in await self.db_call(self.store.open_queries,
-                                                              self.executor_id):
-            if query_id not in self._answering:
-                self._answering.add(query_id)
-                self.spawn(self._answer_query(query_id, run_id, job_bytes))
-
-    async def _answer_query(self, query_id: int, run_id: str, job_bytes: bytes) -> None:
-        from temporalio.bridge.proto.workflow_activation import WorkflowActivationJob
-
-        job = WorkflowActivationJob()
-        job.ParseFromString(job_bytes)
-        driver = self.drivers.get(run_id)
-        try:
-            if driver is None:
-                raise LookupError("the run is no longer driven by this process")
-            command = await driver.query(job)
-        except LookupError as err:
-            command = WorkflowCommand()
-            command.respond_to_query.query_id = job.query_workflow.query_id
-            command.respond_to_query.failed.message = f"query not answered: {err}"
-            command.respond_to_query.failed.source = _UNANSWERED
-        try:
-            await self.db_call(self.store.answer_query, query_id, command.SerializeToString(),
-                               run_id)
-        finally:
-            self._answering.discard(query_id)
-
-    async def ask_owner(self, run_id: str, owner: str, job: Any, seconds: float) -> Any:
-        """Ask the process that drives a run to answer a query; None if it does not answer in
-        ``seconds`` (it may have died: the caller then replays the history itself)."""
-        self.ensure_listener()
-        query_id = await self.db_call(self.store.ask_query, run_id, owner,
-                                      job.SerializeToString())
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        try:
-            while loop.time() < deadline:
-                answer = await self.db_call(self.store.query_answer, query_id)
-                if answer is not None:
-                    command = WorkflowCommand()
-                    command.ParseFromString(answer)
-                    if command.respond_to_query.failed.source == _UNANSWERED:
-                        return None
-                    return command
-                future = loop.create_future()
-                self._answer_waiters[query_id] = future
-                try:
-                    await asyncio.wait_for(future, min(self.poll_interval,
-                                                       max(deadline - loop.time(), 0.001)))
-                except asyncio.TimeoutError:
-                    pass
-                finally:
-                    self._answer_waiters.pop(query_id, None)
-            return None
-        finally:
-            await self.db_call(self.store.query_answer, query_id, True)
-
     async def _poll_inbox(self) -> None:
         # SQLite has no push: a cheap look for events written by other processes.
         cursor, runs = await self.db_call(self.store.runs_with_inbox_after, self._inbox_cursor)
@@ -584,54 +467,6 @@ class Process:
         for run_id in runs:
             self.wake_run(run_id)
 
-    # Postgres LISTEN/NOTIFY -------------------------------------------------------------------
-
-    def ensure_listener(self) -> None:
-        """Listen for Postgres notifications (wake-ups from other processes), if not yet."""
-        if not self.store.is_postgres or self._listener is not None:
-            return
-        self._listener_stop.clear()
-        self._listener = threading.Thread(target=self._listen, name="dbosify-listen",
-                                          daemon=True)
-        self._listener.start()
-
-    def _stop_listener(self) -> None:
-        self._listener_stop.set()
-        if self._listener is not None:
-            self._listener.join(timeout=5)
-        self._listener = None
-
-    def _listen(self) -> None:
-        import psycopg
-
-        while not self._listener_stop.is_set():
-            try:
-                conninfo = self.db.url.replace("postgresql+psycopg://", "postgresql://")
-                with psycopg.connect(conninfo, autocommit=True) as conn:
-                    conn.execute("LISTEN dbosify")
-                    while not self._listener_stop.is_set():
-                        for note in conn.notifies(timeout=0.5, stop_after=64):
-                            self._on_notify(note.payload)
-            except Exception:
-                logger.warning("dbosify notification listener lost its connection; "
-                               "reconnecting", exc_info=True)
-                self._listener_stop.wait(1.0)
-
-    def _on_notify(self, payload: str) -> None:
-        kind, _, key = payload.partition(":")
-        if kind == "inbox":
-            self.wake_run(key)
-        elif kind == "closed":
-            self.notify_closed(key, b"")  # Waiters re-read the run.
-        elif kind in ("run", "activity"):
-            self.wake_dispatch()
-        elif kind == "query" and key == self.executor_id:
-            self._queries_waiting = True
-            self.wake_dispatch()
-        elif kind == "answer":
-            future = self._answer_waiters.get(int(key))
-            if future is not None:
-                future.get_loop().call_soon_threadsafe(_set_if_pending, future, b"")
 
     # Shutdown ---------------------------------------------------------------------------------
 
@@ -651,11 +486,6 @@ class Process:
         self.activation_executor.shutdown(wait=False)
         self.db_executor.shutdown(wait=False)
         self.store.close()
-
-
-def _set_if_pending(future: asyncio.Future[bytes], value: bytes) -> None:
-    if not future.done():
-        future.set_result(value)
 
 
 def close_current() -> None:

@@ -1,0 +1,306 @@
+"""The activity side of a run: attempts, retries, timeouts and cancellation (DESIGN §4.2).
+
+What Temporal's server and Core do for a scheduled activity, for one run: start each attempt
+(in this process when it serves the activity's task queue, else offered to the processes that
+do), decide retries with the run's records so attempt numbers and backoff survive a crash,
+enforce schedule-to-close and schedule-to-start, and resolve cancellation per its type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from temporalio.api.common.v1 import Payloads
+from temporalio.api.enums.v1 import RetryState, TimeoutType
+from temporalio.api.failure.v1 import Failure
+from temporalio.bridge.proto.activity_result import ActivityExecutionResult, ActivityResolution
+from temporalio.bridge.proto.activity_task import ActivityCancelReason, Start
+from temporalio.bridge.proto.workflow_activation import WorkflowActivationJob
+from temporalio.bridge.proto.workflow_commands import ActivityCancellationType, ScheduleActivity
+
+from dbosify._runtime import _run_state as rs
+from dbosify._runtime._activities import AttemptOutcome
+from dbosify._runtime._records import ActivityAttemptFailed, ActivityAttemptInfo
+from dbosify._runtime._retry import decide_retry
+from dbosify._store._store import now_ms
+
+if TYPE_CHECKING:
+    from dbosify._runtime._process import Process
+
+logger = logging.getLogger("dbosify")
+
+
+@dataclass
+class ActivityState:
+    """An activity a run scheduled and has not seen resolved yet."""
+
+    seq: int
+    command: ScheduleActivity
+    scheduled_ms: int
+    attempt: int = 1
+    next_attempt_ms: int = 0
+    heartbeat_details: Payloads = field(default_factory=Payloads)
+    task: asyncio.Task[None] | None = None
+    remote_since_ms: int | None = None
+    started_ms: int = 0
+    cancel_requested: bool = False
+    cancel_sent: bool = False
+    resolved: bool = False
+
+    @property
+    def token(self) -> bytes:
+        return f"{self.seq}/{self.attempt}".encode()
+
+    @property
+    def schedule_to_close_deadline_ms(self) -> int | None:
+        if self.command.HasField("schedule_to_close_timeout"):
+            ms = int(self.command.schedule_to_close_timeout.ToMilliseconds())
+            if ms > 0:
+                return self.scheduled_ms + ms
+        return None
+
+
+class RunActivities:
+    """The activity bookkeeping of a :class:`~dbosify._runtime._driver.RunDriver` (a mixin:
+    the driver owns the state declared here)."""
+
+    process: Process
+    run_id: str
+    row: Any
+    wake: asyncio.Event
+    activities: dict[int, ActivityState]
+    outcomes: list[tuple[int, int, AttemptOutcome]]
+    resolved_attempts: dict[int, ActivityAttemptInfo]
+
+    def _apply_attempt_failed(self, record: ActivityAttemptFailed) -> None:
+        act = self.activities.get(record.seq)
+        if act is None:
+            return
+        act.attempt = record.attempt + 1
+        act.next_attempt_ms = record.next_attempt_ms
+        act.heartbeat_details = Payloads()
+        act.heartbeat_details.ParseFromString(record.heartbeat_details)
+        act.task = None
+        act.remote_since_ms = None
+
+    def _stop_activities(self) -> None:
+        for act in self.activities.values():
+            if act.task is not None and not act.task.done():
+                runner = self.process.activity_runner(act.command.task_queue)
+                if runner is not None:
+                    runner.cancel(self._token(act), ActivityCancelReason.CANCELLED)
+        if any(a.remote_since_ms is not None for a in self.activities.values()):
+            self.process.spawn(self.process.db_call(self.process.store.drop_activity_tasks,
+                                                 self.run_id))
+
+    def _token(self, act: ActivityState) -> bytes:
+        return f"{self.run_id}/".encode() + act.token
+
+    def _resolve(self, act: ActivityState, resolution: ActivityResolution) -> WorkflowActivationJob:
+        act.resolved = True
+        self.activities.pop(act.seq, None)
+        self.resolved_attempts[act.seq] = ActivityAttemptInfo(
+            act.attempt, act.started_ms or now_ms(), self.process.identity)
+        job = WorkflowActivationJob()
+        job.resolve_activity.seq = act.seq
+        job.resolve_activity.result.CopyFrom(resolution)
+        return job
+
+    def _wrap_failure(self, act: ActivityState, cause: Failure,
+                      retry_state: RetryState.ValueType) -> Failure:
+        # Core wraps an activity's own failure before workflow code sees it.
+        wrapper = Failure(message="Activity task failed")
+        info = wrapper.activity_failure_info
+        info.activity_type.name = act.command.activity_type
+        info.activity_id = act.command.activity_id
+        info.identity = self.process.identity
+        info.retry_state = retry_state
+        wrapper.cause.CopyFrom(cause)
+        return wrapper
+
+    def _on_outcome(self, seq: int, attempt: int, outcome: AttemptOutcome, now: int,
+                    records: list[dict[str, Any]]) -> WorkflowActivationJob | None:
+        act = self.activities.get(seq)
+        if act is None or act.resolved or act.attempt != attempt:
+            return None  # Stale: the activity was resolved (cancelled, timed out) already.
+        act.task = None
+        act.remote_since_ms = None
+        act.started_ms = outcome.started_ms
+        result = outcome.result
+        resolution = ActivityResolution()
+        if result.HasField("completed"):
+            resolution.completed.result.CopyFrom(result.completed.result)
+            return self._resolve(act, resolution)
+        if (result.HasField("cancelled") and act.cancel_requested) or (
+                act.cancel_requested and act.command.cancellation_type
+                == ActivityCancellationType.WAIT_CANCELLATION_COMPLETED):
+            cause = result.cancelled.failure if result.HasField("cancelled") else \
+                result.failed.failure
+            resolution.cancelled.failure.CopyFrom(
+                self._wrap_failure(act, cause, RetryState.RETRY_STATE_CANCEL_REQUESTED))
+            return self._resolve(act, resolution)
+        failure = result.failed.failure
+        if result.HasField("cancelled"):
+            # Cancelled by its worker (shutdown), not by the workflow: a failed attempt, retried
+            # by the policy on another worker, as in Temporal.
+            failure = Failure(message="Worker shutting down")
+            failure.application_failure_info.SetInParent()
+            failure.cause.CopyFrom(result.cancelled.failure)
+        decision = decide_retry(
+            act.command.retry_policy if act.command.HasField("retry_policy") else None,
+            attempt, failure, now_ms=now,
+            schedule_to_close_deadline_ms=act.schedule_to_close_deadline_ms)
+        if decision.retry and not act.cancel_requested:
+            record = ActivityAttemptFailed(
+                seq=seq, attempt=attempt, started_ms=outcome.started_ms, failed_ms=now,
+                next_attempt_ms=now + decision.delay_ms, failure=failure,
+                heartbeat_details=outcome.heartbeat_details.SerializeToString())
+            self._apply_attempt_failed(record)
+            records.append(record.to_record())
+            logger.info("activity %r (workflow %r) attempt %d failed, retrying in %.1fs: %s",
+                        act.command.activity_type, self.row.workflow_id, attempt,
+                        decision.delay_ms / 1000, failure.message)
+            return None
+        if decision.state == RetryState.RETRY_STATE_TIMEOUT and \
+                failure.HasField("timeout_failure_info"):
+            # As Temporal's server: an attempt timeout that ends the schedule-to-close budget
+            # is reported as the schedule-to-close timeout.
+            last = Payloads()
+            last.CopyFrom(failure.timeout_failure_info.last_heartbeat_details)
+            failure = Failure(message="activity ScheduleToClose timeout")
+            failure.timeout_failure_info.timeout_type = TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE
+            failure.timeout_failure_info.last_heartbeat_details.CopyFrom(last)
+        resolution.failed.failure.CopyFrom(self._wrap_failure(act, failure, decision.state))
+        return self._resolve(act, resolution)
+
+    def _cancel_or_timeout(self, act: ActivityState, now: int) -> WorkflowActivationJob | None:
+        s2c = act.schedule_to_close_deadline_ms
+        if s2c is not None and now >= s2c:
+            self._send_cancel(act, ActivityCancelReason.TIMED_OUT)
+            cause = Failure(message="activity ScheduleToClose timeout")
+            cause.timeout_failure_info.timeout_type = TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE
+            cause.timeout_failure_info.last_heartbeat_details.CopyFrom(act.heartbeat_details)
+            resolution = ActivityResolution()
+            resolution.failed.failure.CopyFrom(
+                self._wrap_failure(act, cause, RetryState.RETRY_STATE_TIMEOUT))
+            return self._resolve(act, resolution)
+        if act.remote_since_ms is not None and act.command.HasField("schedule_to_start_timeout"):
+            s2s = int(act.command.schedule_to_start_timeout.ToMilliseconds())
+            if s2s > 0 and now >= act.remote_since_ms + s2s and not act.cancel_sent:
+                act.cancel_sent = True
+                self.process.spawn(self._expire_unclaimed(act.seq, act.attempt))
+        if not act.cancel_requested:
+            return None
+        running = act.task is not None or act.remote_since_ms is not None
+        ctype = act.command.cancellation_type
+        if running and ctype != ActivityCancellationType.ABANDON:
+            self._send_cancel(act, ActivityCancelReason.CANCELLED)
+        if running and ctype == ActivityCancellationType.WAIT_CANCELLATION_COMPLETED:
+            return None  # Resolved by the attempt's outcome.
+        cause = Failure(message="Activity cancelled")
+        cause.canceled_failure_info.SetInParent()
+        resolution = ActivityResolution()
+        resolution.cancelled.failure.CopyFrom(
+            self._wrap_failure(act, cause, RetryState.RETRY_STATE_CANCEL_REQUESTED))
+        return self._resolve(act, resolution)
+
+    async def _expire_unclaimed(self, seq: int, attempt: int) -> None:
+        # Only an attempt no worker has claimed can miss its schedule-to-start deadline.
+        if await self.process.db_call(self.process.store.withdraw_activity_task, self.run_id, seq,
+                                   attempt):
+            outcome = AttemptOutcome(ActivityExecutionResult(), now_ms())
+            failure = outcome.result.failed.failure
+            failure.message = "activity ScheduleToStart timeout"
+            failure.timeout_failure_info.timeout_type = TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START
+            self.deliver_outcome(seq, attempt, outcome)
+
+    def _send_cancel(self, act: ActivityState, reason: ActivityCancelReason.ValueType) -> None:
+        if act.cancel_sent:
+            return
+        act.cancel_sent = True
+        if act.task is not None:
+            runner = self.process.activity_runner(act.command.task_queue)
+            if runner is not None:
+                runner.cancel(self._token(act), reason)
+
+    def _start_due_attempts(self, now: int) -> None:
+        for act in self.activities.values():
+            if act.resolved or act.task is not None or act.remote_since_ms is not None:
+                continue
+            if act.next_attempt_ms > now or act.cancel_requested:
+                continue
+            start = self._start_proto(act, now)
+            runner = self.process.activity_runner(act.command.task_queue)
+            if runner is not None:
+                act.task = asyncio.get_running_loop().create_task(
+                    self._run_local(act, runner, start), context=contextvars.Context())
+            else:
+                act.remote_since_ms = now
+                self.process.spawn(self.process.db_call(
+                    self.process.store.add_activity_task, self.run_id, act.seq, act.attempt,
+                    act.command.task_queue, rs.encode_remote_task(self._token(act), start)))
+
+    async def _run_local(self, act: ActivityState, runner: Any, start: Start) -> None:
+        seq, attempt = act.seq, act.attempt
+        store = self.process.store
+
+        def save(details: Payloads) -> None:
+            self.process.spawn(self.process.db_call(store.save_heartbeat, self.run_id, seq,
+                                                 details.SerializeToString()))
+
+        try:
+            outcome = await runner.execute(self._token(act), start, save)
+        except asyncio.CancelledError:
+            return
+        except Exception as err:  # The runner itself failed; report it as the attempt's failure.
+            outcome = AttemptOutcome(ActivityExecutionResult(), now_ms())
+            outcome.result.failed.failure.message = f"dbosify could not run the activity: {err}"
+        self.deliver_outcome(seq, attempt, outcome)
+
+    def deliver_outcome(self, seq: int, attempt: int, outcome: AttemptOutcome) -> None:
+        """Hand an attempt's outcome to the run (local attempts, or remote ones via the inbox)."""
+        self.outcomes.append((seq, attempt, outcome))
+        self.wake.set()
+
+    def _start_proto(self, act: ActivityState, now: int) -> Start:
+        cmd = act.command
+        start = Start(
+            workflow_namespace=self.row.namespace,
+            workflow_type=self.row.workflow_type,
+            activity_id=cmd.activity_id,
+            activity_type=cmd.activity_type,
+            attempt=act.attempt,
+            is_local=False,
+        )
+        start.workflow_execution.workflow_id = self.row.workflow_id
+        start.workflow_execution.run_id = self.run_id
+        for key, value in cmd.headers.items():
+            start.header_fields[key].CopyFrom(value)
+        start.input.extend(cmd.arguments)
+        start.heartbeat_details.extend(act.heartbeat_details.payloads)
+        start.scheduled_time.FromMilliseconds(act.scheduled_ms)
+        start.current_attempt_scheduled_time.FromMilliseconds(max(act.next_attempt_ms,
+                                                                  act.scheduled_ms))
+        start.started_time.FromMilliseconds(now)
+        s2c = act.schedule_to_close_deadline_ms
+        if cmd.HasField("schedule_to_close_timeout"):
+            start.schedule_to_close_timeout.CopyFrom(cmd.schedule_to_close_timeout)
+        stc_ms = int(cmd.start_to_close_timeout.ToMilliseconds()) \
+            if cmd.HasField("start_to_close_timeout") else 0
+        if s2c is not None:
+            # Temporal caps an attempt at what is left of the schedule-to-close budget.
+            left = max(s2c - now, 1)
+            stc_ms = min(stc_ms, left) if stc_ms else left
+        if stc_ms:
+            start.start_to_close_timeout.FromMilliseconds(stc_ms)
+        if cmd.HasField("heartbeat_timeout"):
+            start.heartbeat_timeout.CopyFrom(cmd.heartbeat_timeout)
+        if cmd.HasField("retry_policy"):
+            start.retry_policy.CopyFrom(cmd.retry_policy)
+        if cmd.HasField("priority"):
+            start.priority.CopyFrom(cmd.priority)
+        return start
