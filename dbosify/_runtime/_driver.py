@@ -191,6 +191,8 @@ class RunDriver(RunActivities):
         if output.get("terminated"):
             self.closed = True
             self._stop_activities()
+            # Closed by whoever terminated it: waiters here read the run again.
+            self.process.notify_closed(self.run_id, b"")
         elif output.get("timed_out"):
             await self._close_timed_out(output["timed_out"])
 

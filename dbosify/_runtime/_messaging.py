@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,6 +26,7 @@ logger = logging.getLogger("dbosify")
 T = TypeVar("T")
 
 _UNANSWERED = "dbosify:unanswered"
+_RECENT_CLOSES = 1024
 _ACCEPTED = 2  # UpdateWorkflowExecutionLifecycleStage
 _COMPLETED = 3
 
@@ -45,6 +47,7 @@ class ProcessMessaging:
     loop: asyncio.AbstractEventLoop | None
     drivers: dict[str, RunDriver]
     _close_waiters: dict[str, list[asyncio.Future[bytes]]]
+    _recent_closes: OrderedDict[str, bytes]
     _update_waiters: dict[tuple[str, str], list[asyncio.Future[bytes]]]
     _answer_waiters: dict[int, asyncio.Future[bytes]]
     _answering: set[int]
@@ -60,6 +63,11 @@ class ProcessMessaging:
 
     def notify_closed(self, run_id: str, close_event: bytes) -> None:
         """Wake in-process waiters of a run's result."""
+        if close_event:
+            # Kept a little while: a waiter that registers just after the close still sees it.
+            self._recent_closes[run_id] = close_event
+            while len(self._recent_closes) > _RECENT_CLOSES:
+                self._recent_closes.popitem(last=False)
         for future in self._close_waiters.pop(run_id, []):
             loop = future.get_loop()
             loop.call_soon_threadsafe(_set_if_pending, future, close_event)
@@ -67,6 +75,10 @@ class ProcessMessaging:
     def wait_closed(self, run_id: str) -> asyncio.Future[bytes]:
         """A future resolved with the close event when this process closes the run."""
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        recent = self._recent_closes.get(run_id)
+        if recent is not None:
+            future.set_result(recent)
+            return future
         self._close_waiters.setdefault(run_id, []).append(future)
         return future
 

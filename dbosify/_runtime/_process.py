@@ -18,6 +18,7 @@ import socket
 import sys
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -127,6 +128,7 @@ class Process(ProcessMessaging):
             max_workers=8, thread_name_prefix="dbosify-db")
         self._tasks: set[asyncio.Future[Any]] = set()
         self._close_waiters: dict[str, list[asyncio.Future[bytes]]] = {}
+        self._recent_closes: OrderedDict[str, bytes] = OrderedDict()
         self._update_waiters: dict[tuple[str, str], list[asyncio.Future[bytes]]] = {}
         self._dbos_launched = False
         self._maintain_task: asyncio.Task[None] | None = None

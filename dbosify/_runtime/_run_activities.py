@@ -75,6 +75,8 @@ class RunActivities:
     activities: dict[int, ActivityState]
     outcomes: list[tuple[int, int, AttemptOutcome]]
     resolved_attempts: dict[int, ActivityAttemptInfo]
+    offered_remotely: bool = False
+    """Whether an attempt of this run was offered to other processes (their rows then go)."""
 
     def _apply_attempt_failed(self, record: ActivityAttemptFailed) -> None:
         act = self.activities.get(record.seq)
@@ -240,6 +242,7 @@ class RunActivities:
                     self._run_local(act, runner, start), context=contextvars.Context())
             else:
                 act.remote_since_ms = now
+                self.offered_remotely = True
                 self.process.spawn(self.process.db_call(
                     self.process.store.add_activity_task, self.run_id, act.seq, act.attempt,
                     act.command.task_queue, rs.encode_remote_task(self._token(act), start)))

@@ -261,10 +261,21 @@ class DatabaseService(temporalio.service.ServiceClient):
         process = self.process
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
+        local = bool(run_id) and (run_id in process.drivers or run_id in process.fresh_runs)
         while True:
             # Registered before the read, so a close between the two is not missed.
             future = process.wait_closed(run_id) if run_id else None
             try:
+                if local and future is not None:
+                    # Driven here: its close wakes us with the close event, no read needed.
+                    local = False
+                    try:
+                        event = await asyncio.wait_for(asyncio.shield(future),
+                                                       max(deadline - loop.time(), 0.0))
+                        return _ClosedRun(event, 0) if event else \
+                            await self._run(namespace, workflow_id, run_id)
+                    except asyncio.TimeoutError:
+                        continue
                 row = await self._run(namespace, workflow_id, run_id)
                 if row.status != RUNNING or future is None:
                     if row.status != RUNNING:

@@ -134,7 +134,8 @@ def _parse(url: str) -> DatabaseURL:
 
 def create_engine(db: DatabaseURL) -> sa.Engine:
     """An engine for dbosify's own tables, after checking the database answers."""
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    # A lost Postgres connection is replaced before use; a SQLite file cannot be lost.
+    kwargs: dict[str, Any] = {"pool_pre_ping": db.dialect == "postgresql"}
     if db.dialect == "sqlite":
         path = Path(db.url.split("sqlite:///", 1)[1])
         path.parent.mkdir(parents=True, exist_ok=True)
