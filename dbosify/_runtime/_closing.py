@@ -120,8 +120,12 @@ class Closer:
                     store.drop_activity_tasks(driver.run_id, conn=conn)
                 return closed
 
-        closed = await process.db_call(write)
-        process.notify_closed(driver.run_id, data)
+        process.closing_here.add(driver.run_id)
+        try:
+            closed = await process.db_call(write)
+            process.notify_closed(driver.run_id, data)
+        finally:
+            process.closing_here.discard(driver.run_id)
         if closed and owner is not None and new_run_id is not None:
             await process.start_run(new_run_id)
 

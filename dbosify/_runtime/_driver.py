@@ -102,12 +102,29 @@ class RunDriver(RunActivities):
         self.row: Any = row
         self.start_request = StartWorkflowExecutionRequest()
         self.deadline_ms: int | None = None
-        self.current_task = asyncio.current_task()
+        self.current_task: asyncio.Task[Any] | None = None
+        self.prestarted: asyncio.Task[None] | None = None
 
     # The DBOS workflow body -------------------------------------------------------------------
 
+    async def prestart(self) -> None:
+        """Run the first activation, and start the activities it asks for, before the run's
+        DBOS workflow exists: it derives from the run's row alone, so nothing needs recording
+        first, and the work overlaps DBOS writing the workflow (DESIGN §4.3). A crash before
+        DBOS has it re-runs those activities (at least once, as always)."""
+        self.start_request.ParseFromString(self.row.start_request)
+        self.deadline_ms = rs.run_deadline_ms(self.start_request, self.row.start_time_ms)
+        self.tasks.append(WorkflowTask(rs.initial_activation(self.row, self.start_request)))
+        await self._feed(0)
+        if not self.closed and self.task_failure is None:
+            self._start_due_attempts(now_ms())
+
     async def run(self) -> dict[str, Any] | None:
         """Drive the run until it closes; returns the DBOS workflow's output."""
+        self.current_task = asyncio.current_task()
+        if self.prestarted is not None:
+            await self.prestarted
+            return await self._run_events()
         row = self.row if self.row is not None else \
             await self.process.db_call(self.process.store.get_run_by_id, self.run_id)
         if row is None or row.status != rs.RUNNING:
@@ -126,6 +143,9 @@ class RunDriver(RunActivities):
             self._index_recorded(recorded)
         self.tasks.append(WorkflowTask(rs.initial_activation(row, self.start_request)))
         await self._feed(0)
+        return await self._run_events()
+
+    async def _run_events(self) -> dict[str, Any] | None:
         while not self.closed:
             output = await DBOS.run_step_async({"name": EVENT_STEP}, self._event_step)
             await self._apply_step(output)

@@ -47,6 +47,7 @@ class ProcessMessaging:
     loop: asyncio.AbstractEventLoop | None
     drivers: dict[str, RunDriver]
     _close_waiters: dict[str, list[asyncio.Future[bytes]]]
+    closing_here: set[str]
     _recent_closes: OrderedDict[str, bytes]
     _update_waiters: dict[tuple[str, str], list[asyncio.Future[bytes]]]
     _answer_waiters: dict[int, asyncio.Future[bytes]]
@@ -220,8 +221,10 @@ class ProcessMessaging:
         kind, _, key = payload.partition(":")
         if kind == "inbox":
             self.wake_run(key)
-        elif kind == "closed":
-            self.notify_closed(key, b"")  # Waiters re-read the run.
+        elif kind == "closed" and key not in self.closing_here:
+            # Closed by another process: waiters here re-read the run. (A close made here
+            # wakes them itself, with the close event.)
+            self.notify_closed(key, b"")
         elif kind in ("run", "activity"):
             self.wake_dispatch()
         elif kind == "query" and key == self.executor_id:

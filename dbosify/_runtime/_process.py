@@ -115,7 +115,6 @@ class Process(ProcessMessaging):
         self.workers: list[Any] = []
         self.drivers: dict[str, RunDriver] = {}
         self.fresh_runs: set[str] = set()
-        self.fresh_rows: dict[str, Any] = {}
         self._early_wakes: set[str] = set()
         self._created_here: set[str] = set()
         self._answering: set[int] = set()
@@ -128,6 +127,7 @@ class Process(ProcessMessaging):
             max_workers=8, thread_name_prefix="dbosify-db")
         self._tasks: set[asyncio.Future[Any]] = set()
         self._close_waiters: dict[str, list[asyncio.Future[bytes]]] = {}
+        self.closing_here: set[str] = set()
         self._recent_closes: OrderedDict[str, bytes] = OrderedDict()
         self._update_waiters: dict[tuple[str, str], list[asyncio.Future[bytes]]] = {}
         self._dbos_launched = False
@@ -274,11 +274,12 @@ class Process(ProcessMessaging):
         return await self._drive(run_id)
 
     async def _drive(self, run_id: str) -> dict[str, Any] | None:
-        recovering = run_id not in self.fresh_runs
-        driver = RunDriver(self, run_id, recovering=recovering,
-                           row=self.fresh_rows.pop(run_id, None))
+        driver = self.drivers.get(run_id)
+        if driver is None or driver.prestarted is None or driver.current_task is not None:
+            recovering = run_id not in self.fresh_runs
+            driver = RunDriver(self, run_id, recovering=recovering)
+            self.drivers[run_id] = driver
         self.fresh_runs.discard(run_id)
-        self.drivers[run_id] = driver
         try:
             return await driver.run()
         finally:
@@ -290,8 +291,11 @@ class Process(ProcessMessaging):
         ``row`` is its freshly written runs row, saving a read."""
         await self._ensure_dbos()
         self.fresh_runs.add(run_id)
-        if row is not None:
-            self.fresh_rows[run_id] = row
+        loop = asyncio.get_running_loop()
+        if row is not None and run_id not in self.drivers:
+            driver = RunDriver(self, run_id, recovering=False, row=row)
+            self.drivers[run_id] = driver
+            driver.prestarted = loop.create_task(driver.prestart(), context=contextvars.Context())
 
         async def start() -> None:
             with SetWorkflowID(run_id):
@@ -300,7 +304,11 @@ class Process(ProcessMessaging):
         # In a fresh context: called from a run's DBOS workflow (continue-as-new, children),
         # DBOS would make the new run a child workflow of that one, which fails once the
         # closing run's DBOS workflow has ended ("no longer owned by this execution").
-        await asyncio.get_running_loop().create_task(start(), context=contextvars.Context())
+        try:
+            await loop.create_task(start(), context=contextvars.Context())
+        except BaseException:
+            self.drivers.pop(run_id, None)
+            raise
 
     async def adopt_run(self, run_id: str) -> None:
         """Run a run this process has just claimed: start it, or resume its DBOS workflow."""
