@@ -257,7 +257,9 @@ class Process(ProcessMessaging):
             # other process (a client, or a worker of other task queues) dequeues them.
             DBOS.listen_queues([self.queue_name])
             DBOS.launch()
-            DBOS.register_queue(self.queue_name, polling_interval_sec=0.25)
+            # Only taken-over runs come through this queue (rare, after a lease): a slow poll
+            # keeps its idle cost low (DBOS polls each queue, DESIGN §10).
+            DBOS.register_queue(self.queue_name, polling_interval_sec=1.0)
 
         # Launched off the loop: DBOS adopts a running loop it is launched on (DESIGN §10).
         await asyncio.get_running_loop().run_in_executor(None, launch)

@@ -62,8 +62,13 @@ def start_run(store: Store, req: StartWorkflowExecutionRequest, *, owner: str | 
               apply_policies: bool = True, run_id: str | None = None,
               first_execution_run_id: str | None = None, attempt: int = 1,
               continued_from_run_id: str | None = None,
-              conn: sa.Connection | None = None) -> StartedRun:
-    """Create a run for ``req`` (or resolve to an existing one, per its policies)."""
+              conn: sa.Connection | None = None, optimistic: bool = False) -> StartedRun:
+    """Create a run for ``req`` (or resolve to an existing one, per its policies).
+
+    ``optimistic``: with the default policies, insert without reading first; a running run of
+    the same workflow id then makes the insert fail (``sqlalchemy.exc.IntegrityError``, from
+    the one-running-run index) and the caller starts again without ``optimistic``.
+    """
     if conn is None:
         with store.engine.begin() as c:
             return start_run(store, req, owner=owner, apply_policies=apply_policies,
@@ -71,7 +76,7 @@ def start_run(store: Store, req: StartWorkflowExecutionRequest, *, owner: str | 
                              attempt=attempt, continued_from_run_id=continued_from_run_id,
                              conn=c)
     namespace = req.namespace or "default"
-    if apply_policies:
+    if apply_policies and not (optimistic and _default_policies(req)):
         existing = _apply_policies(store, conn, req, namespace)
         if existing is not None:
             return existing
@@ -102,6 +107,18 @@ def start_run(store: Store, req: StartWorkflowExecutionRequest, *, owner: str | 
     row = SimpleNamespace(**{c.name: None for c in t.runs.columns})
     row.__dict__.update(values, history_length=0)
     return StartedRun(run_id, True, row)
+
+
+def _default_policies(req: StartWorkflowExecutionRequest) -> bool:
+    # Default reuse (allow duplicate) and conflict (fail) policies need no read when no run of
+    # the id is running: the unique index tells us when one is.
+    return req.workflow_id_reuse_policy in (
+        WorkflowIdReusePolicy.WORKFLOW_ID_REUSE_POLICY_UNSPECIFIED,
+        WorkflowIdReusePolicy.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+    ) and req.workflow_id_conflict_policy in (
+        WorkflowIdConflictPolicy.WORKFLOW_ID_CONFLICT_POLICY_UNSPECIFIED,
+        WorkflowIdConflictPolicy.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+    )
 
 
 def _signed64(value: int) -> int:

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import google.protobuf.message
+import sqlalchemy as sa
 import temporalio.service
 from temporalio.api.common.v1 import Payloads
 from temporalio.api.enums.v1 import (
@@ -178,17 +179,24 @@ class DatabaseService(temporalio.service.ServiceClient):
         if local:
             process.expect_run(run_id)
 
-        def write() -> StartedRun:
+        def write(optimistic: bool) -> StartedRun:
             with process.store.engine.begin() as conn:
-                started = start_run(process.store, req, owner=owner, conn=conn, run_id=run_id)
+                started = start_run(process.store, req, owner=owner, conn=conn, run_id=run_id,
+                                    optimistic=optimistic)
                 if signal is not None:
                     process.store.append_inbox(started.run_id, "signal",
                                                signal.SerializeToString(),
                                                signal.request_id or None, conn=conn)
                 return started
 
+        def write_once() -> StartedRun:
+            try:
+                return write(optimistic=signal is None)
+            except sa.exc.IntegrityError:
+                return write(optimistic=False)  # A run of this id is running: apply policies.
+
         try:
-            started = await process.db_call(write)
+            started = await process.db_call(write_once)
         except WorkflowAlreadyStarted as err:
             process.forget_run(run_id)
             raise already_started(str(err), err.run_id, req.request_id) from None

@@ -17,6 +17,7 @@ from dbosify._store import _tables as t
 from dbosify._store._database import DatabaseURL, create_engine
 
 RUNNING = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+_NOTIFY = sa.text("SELECT pg_notify('dbosify', :m)")
 
 
 def now_ms() -> int:
@@ -66,7 +67,7 @@ class Store:
     def _notify(self, conn: sa.Connection, message: str) -> None:
         # Delivered at commit, so a woken reader always sees the row.
         if self.is_postgres:
-            conn.execute(sa.text("SELECT pg_notify('dbosify', :m)"), {"m": message})
+            conn.execute(_NOTIFY, {"m": message})
 
     # Runs -------------------------------------------------------------------------------------
 
