@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from temporalio.api.common.v1 import Memo
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 
@@ -345,17 +346,19 @@ class Store:
     # Updates ----------------------------------------------------------------------------------
 
     def put_update(self, run_id: str, update_id: str, stage: int, outcome: bytes | None) -> None:
-        """Record how far an update got (never moving it back)."""
+        """Record how far an update got, never moving it back (one atomic upsert: accepted and
+        completed may be written at the same moment)."""
         u = t.updates
+        insert = (postgresql.insert(u) if self.is_postgres else sqlite.insert(u)).values(
+            run_id=run_id, update_id=update_id, stage=stage, outcome=outcome,
+            updated_ms=now_ms())
+        upsert = insert.on_conflict_do_update(
+            index_elements=[u.c.run_id, u.c.update_id],
+            set_={"stage": insert.excluded.stage, "outcome": insert.excluded.outcome,
+                  "updated_ms": insert.excluded.updated_ms},
+            where=u.c.stage < insert.excluded.stage)
         with self.engine.begin() as conn:
-            row = conn.execute(sa.select(u.c.stage).where(u.c.run_id == run_id,
-                                                          u.c.update_id == update_id)).first()
-            if row is None:
-                conn.execute(sa.insert(u).values(run_id=run_id, update_id=update_id, stage=stage,
-                                                 outcome=outcome, updated_ms=now_ms()))
-            elif stage > row.stage:
-                conn.execute(sa.update(u).where(u.c.run_id == run_id, u.c.update_id == update_id)
-                             .values(stage=stage, outcome=outcome, updated_ms=now_ms()))
+            conn.execute(upsert)
             self._notify(conn, f"update:{run_id}")
 
     def get_update(self, run_id: str, update_id: str) -> tuple[int, bytes | None] | None:
