@@ -143,3 +143,47 @@ async def test_update_to_a_closed_workflow_is_refused(client: Client) -> None:
         await handle.result()
         with pytest.raises(Exception, match="already completed"):
             await handle.execute_update(Cart.add, "late", rpc_timeout=timedelta(seconds=5))
+
+
+@workflow.defn
+class Reasonable:
+    @workflow.run
+    async def run(self) -> str:
+        try:
+            await workflow.wait_condition(lambda: False)
+        except asyncio.CancelledError:
+            return f"cancelled: {workflow.cancellation_reason()}"
+        return "unreachable"
+
+
+async def test_cancellation_reason_reaches_the_workflow(client: Client) -> None:
+    async with Worker(client, task_queue="u", workflows=[Reasonable]):
+        handle = await client.start_workflow(Reasonable.run, id=f"r-{uuid.uuid4()}",
+                                             task_queue="u")
+        await handle.cancel(reason="budget exhausted")
+        assert await handle.result() == "cancelled: budget exhausted"
+
+
+@workflow.defn
+class Hasty:
+    def __init__(self) -> None:
+        self.go = False
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.go)
+        return "done"  # Returns while an update handler is still running.
+
+    @workflow.update
+    async def linger(self) -> None:
+        self.go = True
+        await workflow.wait_condition(lambda: False)
+
+
+async def test_unfinished_update_handlers_are_warned_about(client: Client) -> None:
+    with pytest.warns(workflow.UnfinishedUpdateHandlersWarning, match="linger"):
+        async with Worker(client, task_queue="u", workflows=[Hasty]):
+            handle = await client.start_workflow(Hasty.run, id=f"h-{uuid.uuid4()}",
+                                                 task_queue="u")
+            await handle.start_update(Hasty.linger, wait_for_stage=WorkflowUpdateStage.ACCEPTED)
+            assert await handle.result() == "done"
