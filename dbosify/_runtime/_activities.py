@@ -72,6 +72,7 @@ class _Attempt:
     heartbeat_details: Payloads = field(default_factory=Payloads)
     watchdog: asyncio.Task[None] | None = None
     last_saved: float = 0.0
+    trailing_save: asyncio.TimerHandle | None = None
 
 
 class _CoreBridge:
@@ -160,6 +161,8 @@ class ActivityRunner:
                 return await attempt.future
             finally:
                 attempt.watchdog.cancel()
+                if attempt.trailing_save is not None:
+                    attempt.trailing_save.cancel()
                 self._attempts.pop(token, None)
 
     def cancel(self, token: bytes, reason: ActivityCancelReason.ValueType) -> None:
@@ -219,8 +222,17 @@ class ActivityRunner:
                 else _DEFAULT_HEARTBEAT_THROTTLE_S
             now = time.monotonic()
             if attempt.last_saved == 0.0 or now - attempt.last_saved >= throttle:
-                attempt.last_saved = now
-                attempt.on_heartbeat(attempt.heartbeat_details)
+                self._save_heartbeat(attempt)
+            elif attempt.trailing_save is None:
+                # As Core: the latest details are still sent once the interval is over.
+                attempt.trailing_save = asyncio.get_running_loop().call_later(
+                    attempt.last_saved + throttle - now, self._save_heartbeat, attempt)
+
+    def _save_heartbeat(self, attempt: _Attempt) -> None:
+        attempt.trailing_save = None
+        if attempt.on_heartbeat is not None and not attempt.future.done():
+            attempt.last_saved = time.monotonic()
+            attempt.on_heartbeat(attempt.heartbeat_details)
 
     async def _watch(self, attempt: _Attempt) -> None:
         start = attempt.start

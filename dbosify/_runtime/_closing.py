@@ -114,9 +114,9 @@ class Closer:
                     start_run(store, new_request, owner=owner, apply_policies=False,
                               run_id=new_run_id, first_execution_run_id=row.first_execution_run_id,
                               continued_from_run_id=driver.run_id, conn=conn)
-                if driver.offered_remotely or driver.recovering:
-                    # Attempts offered to other processes go with the run (in the close's
-                    # transaction: one commit per close, not two).
+                if driver.offered_remotely or driver.recovering or driver.heartbeats_saved:
+                    # Attempts offered to other processes and saved heartbeats go with the run
+                    # (in the close's transaction: one commit per close, not two).
                     store.drop_activity_tasks(driver.run_id, conn=conn)
                 return closed
 

@@ -54,10 +54,6 @@ _TASK_RETRY_MAX_MS = 30_000
 _INBOX_SAFETY_S = 5.0
 
 
-class RunClosed(Exception):
-    """The run was closed under the driver (terminated); it stops."""
-
-
 class RunDriver(RunActivities):
     """Runs one workflow run in this process."""
 

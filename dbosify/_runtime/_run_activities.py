@@ -75,6 +75,9 @@ class RunActivities:
     activities: dict[int, ActivityState]
     outcomes: list[tuple[int, int, AttemptOutcome]]
     resolved_attempts: dict[int, ActivityAttemptInfo]
+    recovering: bool
+    heartbeats_saved: bool = False
+    """Whether heartbeat details of this run were saved (their rows go when it closes)."""
     offered_remotely: bool = False
     """Whether an attempt of this run was offered to other processes (their rows then go)."""
 
@@ -252,10 +255,16 @@ class RunActivities:
         store = self.process.store
 
         def save(details: Payloads) -> None:
+            self.heartbeats_saved = True
             self.process.spawn(self.process.db_call(store.save_heartbeat, self.run_id, seq,
                                                  details.SerializeToString()))
 
         try:
+            if self.recovering and not start.heartbeat_details:
+                # The attempt a crash interrupted may have heartbeat: its details go on.
+                saved = await self.process.db_call(store.load_heartbeat, self.run_id, seq)
+                if saved:
+                    start.heartbeat_details.extend(Payloads.FromString(saved).payloads)
             outcome = await runner.execute(self._token(act), start, save)
         except asyncio.CancelledError:
             return

@@ -84,15 +84,6 @@ class Store:
             # run its creator drives itself costs each of them a claim query per start.
             self._notify(conn, f"run:{values['task_queue']}")
 
-    def running_run(self, conn: sa.Connection, namespace: str,
-                    workflow_id: str) -> sa.Row[Any] | None:
-        """The running execution of a workflow id, if any."""
-        return conn.execute(
-            sa.select(t.runs).where(t.runs.c.namespace == namespace,
-                                    t.runs.c.workflow_id == workflow_id,
-                                    t.runs.c.status == RUNNING)
-        ).first()
-
     def latest_run(self, conn: sa.Connection, namespace: str,
                    workflow_id: str) -> sa.Row[Any] | None:
         """The newest execution of a workflow id (running or closed), if any."""
@@ -333,15 +324,19 @@ class Store:
 
     def drop_activity_tasks(self, run_id: str, seq: int | None = None,
                             conn: sa.Connection | None = None) -> None:
-        """Forget a run's offered attempts (resolved locally, cancelled, or the run closed)."""
+        """Forget a run's offered attempts and saved heartbeats (the run closed)."""
         cond = [t.activity_tasks.c.run_id == run_id]
+        beats = [t.heartbeats.c.run_id == run_id]
         if seq is not None:
             cond.append(t.activity_tasks.c.seq == seq)
+            beats.append(t.heartbeats.c.seq == seq)
         if conn is not None:
             conn.execute(sa.delete(t.activity_tasks).where(*cond))
+            conn.execute(sa.delete(t.heartbeats).where(*beats))
             return
         with self.engine.begin() as c:
             c.execute(sa.delete(t.activity_tasks).where(*cond))
+            c.execute(sa.delete(t.heartbeats).where(*beats))
 
     # Updates ----------------------------------------------------------------------------------
 

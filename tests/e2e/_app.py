@@ -93,7 +93,27 @@ async def flaky(name: str) -> str:
     return f"{name}@{attempt}"
 
 
-ACTIVITIES: list[Callable[..., Any]] = [step, gate, flaky]
+@activity.defn
+async def progress(name: str) -> str:
+    """Heartbeats its progress, resuming from the last heartbeat; blocks at item 3 until
+    released (the test kills the worker there)."""
+    info = activity.info()
+    start = int(info.heartbeat_details[0]) if info.heartbeat_details else 0
+    mark("start", name, resumed_from=start)
+    directory = _marker_dir()
+    assert directory is not None, "progress needs a marker directory"
+    for item in range(start, 6):
+        activity.heartbeat(item + 1)
+        if item == 3:
+            mark("blocked", name)
+            while not (directory / RELEASE_FILE).exists():
+                activity.heartbeat(item + 1)  # Alive, and still at item 4.
+                await asyncio.sleep(0.05)
+    mark("done", name)
+    return f"{name} from {start}"
+
+
+ACTIVITIES: list[Callable[..., Any]] = [step, gate, flaky, progress]
 
 
 # Workflows --------------------------------------------------------------------------------------
@@ -188,7 +208,17 @@ class Spanning:
         return f"{first}-{second}"
 
 
-WORKFLOWS = [Pipeline, Backoff, Short, Blocked, Spanning]
+@workflow.defn
+class Progress:
+    """One heartbeating activity (details saved at most every 0.8 s: 80 % of its timeout)."""
+
+    @workflow.run
+    async def run(self) -> str:
+        return await workflow.execute_activity(progress, "p", start_to_close_timeout=_TIMEOUT,
+                                               heartbeat_timeout=timedelta(seconds=1))
+
+
+WORKFLOWS = [Pipeline, Backoff, Short, Blocked, Spanning, Progress]
 
 
 # Entry point ------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from ._app import (
     Backoff,
     Blocked,
     Pipeline,
+    Progress,
     Short,
     Spanning,
 )
@@ -146,6 +147,25 @@ async def test_sigkill_during_retry_backoff_resumes_the_wait(
     assert retried_at < ready_at + BACKOFF_SECONDS - 0.25, (failed_at, ready_at, retried_at)
     assert retried_at <= max(failed_at + BACKOFF_SECONDS, ready_at) + 3.0, \
         (failed_at, ready_at, retried_at)
+
+
+async def test_heartbeat_details_survive_a_crash(client: Client, cluster: Cluster) -> None:
+    queue, identity = "beats", "e2e-beats"
+    first = cluster.start(queue, identity)
+    await cluster.ready(first)
+    handle = await client.start_workflow(Progress.run, id="beats", task_queue=queue)
+    await cluster.wait_for(lambda: cluster.marks(act="p", event="blocked"), "the activity")
+    # Past the heartbeat throttle (80 % of 1 s): the latest details are saved, though no
+    # attempt has failed (nothing in the run's records carries them).
+    await asyncio.sleep(1.2)
+    cluster.kill(first)
+    cluster.release()
+    second = cluster.start(queue, identity)
+    await cluster.ready(second)
+    # The interrupted attempt's last heartbeat (4 items done) reaches the next attempt.
+    assert await result_of(handle, cluster) == "p from 4"
+    starts = cluster.marks(act="p", event="start")
+    assert [(m["pid"], m["resumed_from"]) for m in starts] == [(first.pid, 0), (second.pid, 4)]
 
 
 # 3. Scale-out -----------------------------------------------------------------------------------
