@@ -120,14 +120,20 @@ class Store:
             values["history_length"] = history_length
         stmt = (sa.update(t.runs)
                 .where(t.runs.c.run_id == run_id, t.runs.c.status == RUNNING).values(**values))
+
+        def write(c: sa.Connection) -> bool:
+            if not self.is_postgres:
+                return c.execute(stmt).rowcount == 1
+            # One round trip: the update, and the notice only if it closed the run.
+            closed = stmt.returning(t.runs.c.run_id).cte("closed")
+            notify = sa.select(sa.func.pg_notify("dbosify", sa.literal("closed:") +
+                                                 closed.c.run_id)).select_from(closed)
+            return len(c.execute(notify).all()) == 1
+
         if conn is not None:
-            closed = conn.execute(stmt).rowcount == 1
-            self._notify(conn, f"closed:{run_id}")
-            return closed
+            return write(conn)
         with self.engine.begin() as c:
-            closed = c.execute(stmt).rowcount == 1
-            self._notify(c, f"closed:{run_id}")
-            return closed
+            return write(c)
 
     def update_run(self, run_id: str, **values: Any) -> None:
         """Set columns of a run (progress, task failure, memo)."""
