@@ -70,7 +70,8 @@ class _Attempt:
     started_ms: int = 0
     last_heartbeat: float = 0.0
     heartbeat_details: Payloads = field(default_factory=Payloads)
-    watchdog: asyncio.Task[None] | None = None
+    watchdog: asyncio.TimerHandle | None = None
+    began: float = 0.0
     last_saved: float = 0.0
     trailing_save: asyncio.TimerHandle | None = None
 
@@ -155,12 +156,14 @@ class ActivityRunner:
             attempt.heartbeat_details.CopyFrom(Payloads(payloads=start.heartbeat_details))
             start.started_time.FromMilliseconds(attempt.started_ms)
             self._attempts[token] = attempt
-            attempt.watchdog = loop.create_task(self._watch(attempt))
+            attempt.began = time.monotonic()
+            self._watch(attempt)
             self._bridge.queue.put_nowait(ActivityTask(task_token=token, start=start))
             try:
                 return await attempt.future
             finally:
-                attempt.watchdog.cancel()
+                if attempt.watchdog is not None:
+                    attempt.watchdog.cancel()
                 if attempt.trailing_save is not None:
                     attempt.trailing_save.cancel()
                 self._attempts.pop(token, None)
@@ -234,36 +237,36 @@ class ActivityRunner:
             attempt.last_saved = time.monotonic()
             attempt.on_heartbeat(attempt.heartbeat_details)
 
-    async def _watch(self, attempt: _Attempt) -> None:
+    def _watch(self, attempt: _Attempt) -> None:
+        """Arm (or re-arm) the attempt's timeout timer; a timer, not a task per attempt."""
+        attempt.watchdog = None
+        if attempt.future.done():
+            return
         start = attempt.start
-        stc = start.start_to_close_timeout.ToTimedelta().total_seconds() \
-            if start.HasField("start_to_close_timeout") else 0.0
-        hb = start.heartbeat_timeout.ToTimedelta().total_seconds() \
-            if start.HasField("heartbeat_timeout") else 0.0
-        began = time.monotonic()
-        while not attempt.future.done():
-            deadlines: list[tuple[float, TimeoutType.ValueType]] = []
+        deadlines: list[tuple[float, TimeoutType.ValueType]] = []
+        if start.HasField("start_to_close_timeout"):
+            stc = start.start_to_close_timeout.ToTimedelta().total_seconds()
             if stc > 0:
-                deadlines.append((began + stc, TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE))
+                deadlines.append((attempt.began + stc, TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE))
+        if start.HasField("heartbeat_timeout"):
+            hb = start.heartbeat_timeout.ToTimedelta().total_seconds()
             if hb > 0:
                 deadlines.append((attempt.last_heartbeat + hb, TimeoutType.TIMEOUT_TYPE_HEARTBEAT))
-            if not deadlines:
-                return
-            when, kind = min(deadlines)
-            delay = when - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(min(delay, 1.0) if kind == TimeoutType.TIMEOUT_TYPE_HEARTBEAT
-                                    else delay)
-                continue
-            self.cancel(attempt.token, ActivityCancelReason.TIMED_OUT)
-            failure = ActivityExecutionResult()
-            failure.failed.failure.message = "activity " + (
-                "StartToClose" if kind == TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE else "Heartbeat"
-            ) + " timeout"
-            failure.failed.failure.timeout_failure_info.timeout_type = kind
-            failure.failed.failure.timeout_failure_info.last_heartbeat_details.CopyFrom(
-                attempt.heartbeat_details)
-            if not attempt.future.done():
-                attempt.future.set_result(AttemptOutcome(failure, attempt.started_ms,
-                                                         attempt.heartbeat_details, timed_out=kind))
+        if not deadlines:
             return
+        when, kind = min(deadlines)
+        delay = when - time.monotonic()
+        if delay > 0:
+            # A heartbeat moves its deadline: look again at the earlier of the two.
+            attempt.watchdog = asyncio.get_running_loop().call_later(delay, self._watch, attempt)
+            return
+        self.cancel(attempt.token, ActivityCancelReason.TIMED_OUT)
+        failure = ActivityExecutionResult()
+        failure.failed.failure.message = "activity " + (
+            "StartToClose" if kind == TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE else "Heartbeat"
+        ) + " timeout"
+        failure.failed.failure.timeout_failure_info.timeout_type = kind
+        failure.failed.failure.timeout_failure_info.last_heartbeat_details.CopyFrom(
+            attempt.heartbeat_details)
+        attempt.future.set_result(AttemptOutcome(failure, attempt.started_ms,
+                                                 attempt.heartbeat_details, timed_out=kind))

@@ -115,11 +115,24 @@ async def activate(instance: WorkflowInstance, activation: WorkflowActivation,
     future = loop.run_in_executor(executor, instance.activate, activation)
     if deadlock_timeout is None:
         return await future
+    # A timer rather than wait_for(shield(...)): this runs for every activation.
+    waiter = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    future.add_done_callback(wake)
+    timer = loop.call_later(deadlock_timeout, wake)
     try:
-        return await asyncio.wait_for(asyncio.shield(future), deadlock_timeout)
-    except asyncio.TimeoutError:
-        raise DeadlockError(
-            f"Potential deadlock detected: workflow didn't yield within {deadlock_timeout} "
-            "second(s); workflow code must not block the thread (use workflow.sleep or "
-            "asyncio.sleep instead of time.sleep, and activities for I/O)"
-        ) from None
+        await waiter
+    finally:
+        timer.cancel()
+    if future.done():
+        return future.result()
+    # The stuck activation may end one day; its outcome is not wanted then.
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
+    raise DeadlockError(
+        f"Potential deadlock detected: workflow didn't yield within {deadlock_timeout} "
+        "second(s); workflow code must not block the thread (use workflow.sleep or "
+        "asyncio.sleep instead of time.sleep, and activities for I/O)")
