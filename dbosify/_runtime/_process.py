@@ -135,6 +135,8 @@ class Process(ProcessMessaging):
         self._wake_maintain = asyncio.Event()
         self._listener: threading.Thread | None = None
         self._listener_stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        self._heartbeat_stop = threading.Event()
         self._inbox_cursor = 0
         self._closer: Closer | None = None
         self.queue_name = f"dbosify-{self.executor_id}"
@@ -209,6 +211,7 @@ class Process(ProcessMessaging):
             self._wake_maintain = asyncio.Event()
             self._maintain_task = loop.create_task(self._maintain())
         self.ensure_listener()
+        self._start_heartbeat()
         self._wake_maintain.set()
 
     async def remove_worker(self, worker: Any) -> None:
@@ -234,6 +237,7 @@ class Process(ProcessMessaging):
                 await asyncio.gather(self._maintain_task, return_exceptions=True)
                 self._maintain_task = None
             self._stop_listener()
+            self._stop_heartbeat(join=False)  # On the loop: do not wait for the thread.
             await self.db_call(self.store.stop_process, self.executor_id)
 
     # DBOS -------------------------------------------------------------------------------------
@@ -402,19 +406,43 @@ class Process(ProcessMessaging):
 
     # Background maintenance -------------------------------------------------------------------
 
+    def _start_heartbeat(self) -> None:
+        if self._heartbeat is not None and self._heartbeat.is_alive():
+            return
+        self._heartbeat_stop = threading.Event()
+        self._heartbeat = threading.Thread(target=self._heartbeat_loop, args=(self._heartbeat_stop,),
+                                           name="dbosify-heartbeat", daemon=True)
+        self._heartbeat.start()
+
+    def _heartbeat_loop(self, stop: threading.Event) -> None:
+        # A thread of its own: a busy event loop (many runs to adopt, a slow cell in a
+        # notebook) must not let the lease lapse, or live peers would take this process's runs.
+        queues: set[str] = set()
+        while not stop.wait(self.lease_s / 4):
+            try:
+                queues = set(self.workflow_queues() | self.activity_queues())
+            except RuntimeError:  # The worker list changed while being read; keep the last.
+                pass
+            try:
+                self.store.heartbeat_process(self.executor_id, queues)
+            except Exception:
+                logger.warning("dbosify heartbeat failed; retrying", exc_info=True)
+
+    def _stop_heartbeat(self, join: bool = True) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat_stop.set()
+            if join:
+                self._heartbeat.join(timeout=5)
+            self._heartbeat = None
+
     async def _maintain(self) -> None:
-        """Heartbeat, claim runs and activity attempts, take over runs of dead processes."""
-        last_heartbeat = 0.0
+        """Claim runs and activity attempts, take over runs of dead processes."""
         last_takeover = 0.0
         loop = asyncio.get_running_loop()
         while True:
             try:
                 now = loop.time()
                 queues = self.workflow_queues()
-                if now - last_heartbeat >= self.lease_s / 4:
-                    last_heartbeat = now
-                    await self.db_call(self.store.heartbeat_process, self.executor_id,
-                                       queues | self.activity_queues())
                 if now - last_takeover >= min(self.lease_s / 4, 2.0):
                     last_takeover = now
                     await self._take_over(queues)
@@ -488,6 +516,7 @@ class Process(ProcessMessaging):
             return
         self.closed = True
         self._stop_listener()
+        self._stop_heartbeat()
         if self._dbos_launched:
             DBOS.destroy(destroy_registry=False)
             self._dbos_launched = False
