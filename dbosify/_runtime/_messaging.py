@@ -190,32 +190,33 @@ class ProcessMessaging:
         """Listen for Postgres notifications (wake-ups from other processes), if not yet."""
         if not self.store.is_postgres or self._listener is not None:
             return
-        self._listener_stop.clear()
-        self._listener = threading.Thread(target=self._listen, name="dbosify-listen",
-                                          daemon=True)
+        # An event per thread: a stopped listener that has not noticed yet is never revived.
+        self._listener_stop = threading.Event()
+        self._listener = threading.Thread(target=self._listen, args=(self._listener_stop,),
+                                          name="dbosify-listen", daemon=True)
         self._listener.start()
 
-    def _stop_listener(self) -> None:
+    def _stop_listener(self, join: bool = True) -> None:
         self._listener_stop.set()
-        if self._listener is not None:
+        if self._listener is not None and join:
             self._listener.join(timeout=5)
         self._listener = None
 
-    def _listen(self) -> None:
+    def _listen(self, stop: threading.Event) -> None:
         import psycopg
 
-        while not self._listener_stop.is_set():
+        while not stop.is_set():
             try:
                 conninfo = self.db.url.replace("postgresql+psycopg://", "postgresql://")
                 with psycopg.connect(conninfo, autocommit=True) as conn:
                     conn.execute("LISTEN dbosify")
-                    while not self._listener_stop.is_set():
+                    while not stop.is_set():
                         for note in conn.notifies(timeout=0.5, stop_after=64):
                             self._on_notify(note.payload)
             except Exception:
                 logger.warning("dbosify notification listener lost its connection; "
                                "reconnecting", exc_info=True)
-                self._listener_stop.wait(1.0)
+                stop.wait(1.0)
 
     def _on_notify(self, payload: str) -> None:
         kind, _, key = payload.partition(":")

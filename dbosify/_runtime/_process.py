@@ -236,8 +236,9 @@ class Process(ProcessMessaging):
                 self._maintain_task.cancel()
                 await asyncio.gather(self._maintain_task, return_exceptions=True)
                 self._maintain_task = None
-            self._stop_listener()
-            self._stop_heartbeat(join=False)  # On the loop: do not wait for the thread.
+            # On the loop: stop the threads without waiting for them.
+            self._stop_listener(join=False)
+            self._stop_heartbeat(join=False)
             await self.db_call(self.store.stop_process, self.executor_id)
 
     # DBOS -------------------------------------------------------------------------------------
