@@ -367,8 +367,8 @@ class RunDriver(RunActivities):
         elif kind in ("respond_to_query", "set_patch_marker") or kind in CLOSING_COMMANDS:
             pass
         elif kind is not None:
-            # Children, external signals/cancels, updates and nexus are later issues; say so
-            # plainly rather than leave the workflow waiting forever.
+            # Children, external signals/cancels, local activities and Nexus are later issues;
+            # say so plainly rather than leave the workflow waiting without a word.
             logger.error("workflow %r issued %s, which this dbosify version does not carry out "
                          "yet", self.row.workflow_id, kind)
 

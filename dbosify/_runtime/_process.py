@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from dbos import DBOS, DBOSConfig, SetWorkflowID
+from dbos import DBOS, DBOSClient, DBOSConfig, SetWorkflowID
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.bridge.proto.workflow_commands import WorkflowCommand
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
@@ -136,6 +136,7 @@ class Process(ProcessMessaging):
         self._listener: threading.Thread | None = None
         self._listener_stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
+        self._dbos_client: DBOSClient | None = None
         self._heartbeat_stop = threading.Event()
         self._inbox_cursor = 0
         self._closer: Closer | None = None
@@ -159,6 +160,13 @@ class Process(ProcessMessaging):
                 logger.error("dbosify background task failed", exc_info=t.exception())
 
         task.add_done_callback(done)
+
+    def dbos_client(self) -> DBOSClient:
+        """A DBOS client for reading runs' records (works with or without a launched DBOS);
+        one per process, released by :meth:`close`."""
+        if self._dbos_client is None:
+            self._dbos_client = DBOSClient(system_database_url=self.db.url, lazy=True)
+        return self._dbos_client
 
     # Workers ----------------------------------------------------------------------------------
 
@@ -518,6 +526,9 @@ class Process(ProcessMessaging):
         self.closed = True
         self._stop_listener()
         self._stop_heartbeat()
+        if self._dbos_client is not None:
+            self._dbos_client.destroy()
+            self._dbos_client = None
         if self._dbos_launched:
             DBOS.destroy(destroy_registry=False)
             self._dbos_launched = False

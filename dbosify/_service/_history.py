@@ -7,7 +7,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from dbos import DBOSClient
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
@@ -64,15 +63,9 @@ class RecordReader:
 
     def __init__(self, process: Process) -> None:
         self.process = process
-        self._client: DBOSClient | None = None
-
-    def _dbos_client(self) -> DBOSClient:
-        if self._client is None:
-            self._client = DBOSClient(system_database_url=self.process.db.url, lazy=True)
-        return self._client
 
     def _read(self, run_id: str) -> tuple[list[dict[str, Any]], Any, bool]:
-        client = self._dbos_client()
+        client = self.process.dbos_client()
         try:
             steps = client.list_workflow_steps(run_id)
             status = client.retrieve_workflow(run_id).get_status()
@@ -105,11 +98,6 @@ class RecordReader:
             final_completion = record_from_dict(final).previous_completion  # type: ignore[union-attr]
         return RunRecords(row, req, tasks, final_completion)
 
-    def close(self) -> None:
-        """Release the DBOS client's connections."""
-        if self._client is not None:
-            self._client.destroy()
-            self._client = None
 
 
 async def replay_query(process: Process, records: RunRecords,
