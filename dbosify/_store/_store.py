@@ -20,6 +20,33 @@ from dbosify._store._database import DatabaseURL, create_engine
 RUNNING = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
 _NOTIFY = sa.text("SELECT pg_notify('dbosify', :m)")
 
+# Statements of the hot path, built once: SQLAlchemy memoizes a statement object's cache key,
+# so reusing one costs about half the CPU of building it per call (bench W2).
+_INSERT_RUN = sa.insert(t.runs)
+
+
+def _close_statement(postgres: bool, with_history_length: bool) -> sa.Executable:
+    # Bind names differ from the column names: SQLAlchemy reserves those for the SET clause.
+    values: dict[str, Any] = {"status": sa.bindparam("new_status"),
+                              "close_event": sa.bindparam("new_close_event"),
+                              "close_time_ms": sa.bindparam("new_close_time_ms"),
+                              "task_failure": None}
+    if with_history_length:
+        values["history_length"] = sa.bindparam("new_history_length")
+    update = (sa.update(t.runs)
+              .where(t.runs.c.run_id == sa.bindparam("closing_run_id"),
+                     t.runs.c.status == RUNNING)
+              .values(**values))
+    if not postgres:
+        return update
+    # One round trip: the update, and the notice only if it closed the run.
+    closed = update.returning(t.runs.c.run_id).cte("closed")
+    return sa.select(sa.func.pg_notify("dbosify", sa.literal("closed:") + closed.c.run_id)
+                     ).select_from(closed)
+
+
+_CLOSE_RUN = {(pg, hl): _close_statement(pg, hl) for pg in (False, True) for hl in (False, True)}
+
 
 def now_ms() -> int:
     """Wall-clock epoch milliseconds, the unit of every time dbosify stores."""
@@ -75,7 +102,7 @@ class Store:
     def insert_run(self, conn: sa.Connection, values: dict[str, Any],
                    search_attributes: Sequence[dict[str, Any]]) -> None:
         """Insert a new run (inside the caller's transaction, after its policy checks)."""
-        conn.execute(sa.insert(t.runs).values(**values))
+        conn.execute(_INSERT_RUN, values)
         if search_attributes:
             conn.execute(sa.insert(t.search_attributes),
                          _attribute_rows(values["run_id"], search_attributes))
@@ -114,21 +141,18 @@ class Store:
     def close_run(self, run_id: str, status: int, close_event: bytes, close_ms: int,
                   history_length: int, conn: sa.Connection | None = None) -> bool:
         """Mark a running run closed. False when it was closed already (e.g. terminated)."""
-        values: dict[str, Any] = {"status": status, "close_event": close_event,
-                                  "close_time_ms": close_ms, "task_failure": None}
-        if history_length > 0:  # 0: the closer does not know it (a terminate from a client).
-            values["history_length"] = history_length
-        stmt = (sa.update(t.runs)
-                .where(t.runs.c.run_id == run_id, t.runs.c.status == RUNNING).values(**values))
+        # 0: the closer does not know the history length (a terminate from a client).
+        stmt = _CLOSE_RUN[(self.is_postgres, history_length > 0)]
+        params = {"closing_run_id": run_id, "new_status": status, "new_close_event": close_event,
+                  "new_close_time_ms": close_ms}
+        if history_length > 0:
+            params["new_history_length"] = history_length
 
         def write(c: sa.Connection) -> bool:
-            if not self.is_postgres:
-                return c.execute(stmt).rowcount == 1
-            # One round trip: the update, and the notice only if it closed the run.
-            closed = stmt.returning(t.runs.c.run_id).cte("closed")
-            notify = sa.select(sa.func.pg_notify("dbosify", sa.literal("closed:") +
-                                                 closed.c.run_id)).select_from(closed)
-            return len(c.execute(notify).all()) == 1
+            result = c.execute(stmt, params)
+            if self.is_postgres:
+                return len(result.all()) == 1
+            return result.rowcount == 1
 
         if conn is not None:
             return write(conn)
