@@ -105,18 +105,21 @@ class Closer:
         row = driver.row
         data = event.SerializeToString()
 
+        # Attempts offered to other processes and saved heartbeats go with the run, in the
+        # close's transaction (one commit per close, not two).
+        drop_tasks = driver.offered_remotely or driver.recovering or driver.heartbeats_saved
+
         def write() -> bool:
             store = process.store
-            with store.engine.begin() as conn:
+            one_statement = new_request is None and not drop_tasks
+            with store.transaction(one_statement=one_statement) as conn:
                 closed = store.close_run(driver.run_id, status, data, at_ms,
                                          driver.history_length, conn=conn)
                 if closed and new_request is not None and new_run_id is not None:
                     start_run(store, new_request, owner=owner, apply_policies=False,
                               run_id=new_run_id, first_execution_run_id=row.first_execution_run_id,
                               continued_from_run_id=driver.run_id, conn=conn)
-                if driver.offered_remotely or driver.recovering or driver.heartbeats_saved:
-                    # Attempts offered to other processes and saved heartbeats go with the run
-                    # (in the close's transaction: one commit per close, not two).
+                if drop_tasks:
                     store.drop_activity_tasks(driver.run_id, conn=conn)
                 return closed
 

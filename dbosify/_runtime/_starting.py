@@ -109,6 +109,13 @@ def start_run(store: Store, req: StartWorkflowExecutionRequest, *, owner: str | 
     return StartedRun(run_id, True, row)
 
 
+def starts_in_one_statement(req: StartWorkflowExecutionRequest, owner: str | None) -> bool:
+    """Whether an optimistic :func:`start_run` of ``req`` writes a single statement: the run's
+    row, with no search attribute rows and no notice (an owned run wakes no one)."""
+    return (owner is not None and _default_policies(req)
+            and not req.search_attributes.indexed_fields)
+
+
 def _default_policies(req: StartWorkflowExecutionRequest) -> bool:
     # Default reuse (allow duplicate) and conflict (fail) policies need no read when no run of
     # the id is running: the unique index tells us when one is.

@@ -67,6 +67,7 @@ from dbosify._runtime._starting import (
     StartedRun,
     WorkflowAlreadyStarted,
     start_run,
+    starts_in_one_statement,
     terminate_in,
 )
 from dbosify._service import _updates, _visibility_rpc
@@ -180,7 +181,8 @@ class DatabaseService(temporalio.service.ServiceClient):
             process.expect_run(run_id)
 
         def write(optimistic: bool) -> StartedRun:
-            with process.store.engine.begin() as conn:
+            one_statement = optimistic and signal is None and starts_in_one_statement(req, owner)
+            with process.store.transaction(one_statement=one_statement) as conn:
                 started = start_run(process.store, req, owner=owner, conn=conn, run_id=run_id,
                                     optimistic=optimistic)
                 if signal is not None:

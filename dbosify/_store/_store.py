@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,11 +83,27 @@ class Store:
     def __init__(self, db: DatabaseURL) -> None:
         self.db = db
         self.engine = create_engine(db)
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @property
     def is_postgres(self) -> bool:
         """Whether the database is Postgres (LISTEN/NOTIFY, SKIP LOCKED)."""
         return self.db.dialect == "postgresql"
+
+    @contextmanager
+    def transaction(self, *, one_statement: bool = False) -> Iterator[sa.Connection]:
+        """A connection whose writes commit together when the block ends without error.
+
+        ``one_statement``: the block issues a single statement, which Postgres then runs on
+        its own (autocommit): one round trip, where a transaction takes three (BEGIN, the
+        statement, COMMIT). The hot path's start and close are single statements.
+        """
+        if one_statement and self.is_postgres:
+            with self._autocommit.connect() as conn:
+                yield conn
+        else:
+            with self.engine.begin() as conn:
+                yield conn
 
     def close(self) -> None:
         """Release the connections."""
