@@ -103,6 +103,36 @@ async def test_newer_schema_is_refused(database: str) -> None:
         engine.dispose()
 
 
+async def test_older_schema_is_upgraded_keeping_its_runs(database: str) -> None:
+    client = await Client.connect(database)
+    # No worker serves the queue: the run stays RUNNING, stored only in dbosify's tables.
+    handle = await client.start_workflow(Echo.run, "kept", id="old-schema", task_queue=Q)
+    close_current()
+    engine = _engine(database)
+    runs = "dbosify.dbosify_runs" if database.startswith("postgresql") else "dbosify_runs"
+    meta = _tables.meta
+    try:
+        # A database as version 1 left it: no close_records column.
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"ALTER TABLE {runs} DROP COLUMN close_records")
+            conn.execute(sa.update(meta).where(meta.c.key == "schema_version").values(value="1"))
+        client = await Client.connect(database)
+        with engine.connect() as conn:
+            version = conn.execute(sa.select(meta.c.value)
+                                   .where(meta.c.key == "schema_version")).scalar()
+            columns = {c["name"] for c in sa.inspect(conn).get_columns(
+                "dbosify_runs", schema="dbosify" if database.startswith("postgresql") else None)}
+        assert version == str(_tables.SCHEMA_VERSION)
+        assert "close_records" in columns
+        upgraded = client.get_workflow_handle(handle.id)
+        assert (await upgraded.describe()).status == WorkflowExecutionStatus.RUNNING
+        # And the upgraded database runs workflows to the end.
+        async with Worker(client, task_queue=Q, workflows=[Echo]):
+            assert await upgraded.result() == "kept"
+    finally:
+        engine.dispose()
+
+
 async def test_second_database_while_workers_run(database: str, tmp_path: Path) -> None:
     other = f"sqlite:///{tmp_path / 'other.sqlite'}"
     client = await Client.connect(database)

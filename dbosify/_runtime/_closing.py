@@ -14,6 +14,7 @@ from temporalio.bridge.proto.workflow_commands import (
 )
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 
+from dbosify._runtime._records import CloseRecords
 from dbosify._runtime._starting import start_run
 from dbosify.history._events import close_event_from_completion
 
@@ -104,6 +105,7 @@ class Closer:
             owner = process.executor_id
         row = driver.row
         data = event.SerializeToString()
+        records = CloseRecords(list(driver.unrecorded_tasks), completion).to_json()
 
         # Attempts offered to other processes and saved heartbeats go with the run, in the
         # close's transaction (one commit per close, not two).
@@ -114,7 +116,8 @@ class Closer:
             one_statement = new_request is None and not drop_tasks
             with store.transaction(one_statement=one_statement) as conn:
                 closed = store.close_run(driver.run_id, status, data, at_ms,
-                                         driver.history_length, conn=conn)
+                                         driver.history_length, conn=conn,
+                                         close_records=records)
                 if closed and new_request is not None and new_run_id is not None:
                     start_run(store, new_request, owner=owner, apply_policies=False,
                               run_id=new_run_id, first_execution_run_id=row.first_execution_run_id,

@@ -52,6 +52,8 @@ EVENT_STEP = "dbosify.event"
 _TASK_RETRY_FIRST_MS = 1000
 _TASK_RETRY_MAX_MS = 30_000
 _INBOX_SAFETY_S = 5.0
+_CLOSE_RETRY_FIRST_S = 0.5
+_CLOSE_RETRY_MAX_S = 30.0
 
 
 class RunDriver(RunActivities):
@@ -85,6 +87,9 @@ class RunDriver(RunActivities):
         self.pending_updates: list[WorkflowActivationJob] = []
         self.update_inbox_ids: dict[str, int] = {}  # Update id -> its inbox event's id.
         self.preactivated: WorkflowActivationCompletion | None = None
+        # The last task, when the run's close records it instead of a DBOS step (CloseRecords).
+        self.unrecorded_tasks: list[WorkflowTask] = []
+        self.close_task: asyncio.Future[None] | None = None
         self.inbox_cursor = 0
         self.task_failure: str | None = None
         self.task_retry_ms = 0
@@ -149,16 +154,49 @@ class RunDriver(RunActivities):
             if self.recorded_events > 0:
                 # Recorded before a crash: DBOS returns the output without running the step.
                 self.recorded_events -= 1
-                output = await DBOS.run_step_async({"name": EVENT_STEP}, self._event_step)
+                await self._apply_step(
+                    await DBOS.run_step_async({"name": EVENT_STEP}, self._event_step))
             else:
                 # Live: wait here, then record in a sync step, which DBOS checks, runs and
                 # writes in one thread hop (an async step takes two, and more CPU per event).
                 event = await self._event_step()
-                output = await DBOS.run_step_async({"name": EVENT_STEP}, _recorded, event)
-            await self._apply_step(output)
+                if not await self._closed_unrecorded(event):
+                    await self._apply_step(
+                        await DBOS.run_step_async({"name": EVENT_STEP}, _recorded, event))
             self.applied_cursor = self.inbox_cursor
             self.progress.set()
+        if self.close_task is not None:
+            # The DBOS workflow ends only once the close is written: ended first, a crash in
+            # between would leave the run open with nothing left to resume it.
+            await self.close_task
         return self._output()
+
+    async def _closed_unrecorded(self, event: dict[str, Any]) -> bool:
+        """Activate a live event's task before it is recorded. When the code then closes the
+        run (and does nothing else), the close records the task and no step is taken; otherwise
+        the completion waits in ``preactivated`` for the step (:meth:`_apply_step`)."""
+        records = event.get("records", [])
+        if (len(records) != 1 or set(event) != {"records", "inbox_cursor"}
+                or self.instance is None or self.preactivated is not None
+                or self.task_failure is not None):
+            return False
+        task = record_from_dict(records[0])
+        if not isinstance(task, WorkflowTask):
+            return False
+        index = len(self.tasks)
+        completion = await self._activate_task(index, task)
+        if completion is None:
+            return False  # A failed task is recorded as usual; its retry replays it.
+        commands = commands_of(completion)
+        if len(commands) != 1 or commands[0].WhichOneof("variant") not in CLOSING_COMMANDS:
+            self.preactivated = completion
+            return False
+        self.inbox_cursor = max(self.inbox_cursor, int(event["inbox_cursor"]))
+        self.unrecorded_completion = None
+        self.tasks.append(task)
+        self.unrecorded_tasks.append(task)
+        self._after_completion(index, completion)
+        return True
 
     def _output(self) -> dict[str, Any]:
         # A run closed by the engine (timeout, terminate) has its last completion unrecorded.
@@ -234,8 +272,10 @@ class RunDriver(RunActivities):
             return
         self._after_completion(index, completion)
 
-    async def _activate_task(self, index: int) -> WorkflowActivationCompletion | None:
-        task = self.tasks[index]
+    async def _activate_task(self, index: int, task: WorkflowTask | None = None
+                             ) -> WorkflowActivationCompletion | None:
+        """Activate task ``index`` (``task``, when it is not in ``self.tasks`` yet)."""
+        task = task if task is not None else self.tasks[index]
         activation = WorkflowActivation()
         activation.CopyFrom(task.activation)
         recorded = self.recorded_completions.get(index)
@@ -353,7 +393,9 @@ class RunDriver(RunActivities):
             self.final_completion = completion
             self.closed = True
             self._stop_activities()
-            self.process.spawn(self._close(completion, closing[0], activation))
+            self.close_task = asyncio.ensure_future(
+                self._close(completion, closing[0], activation))
+            self.process.spawn(self.close_task)
 
     def _apply_command(self, command: WorkflowCommand, activation: WorkflowActivation) -> None:
         kind = command.WhichOneof("variant")
@@ -409,11 +451,19 @@ class RunDriver(RunActivities):
     async def _close(self, completion: WorkflowActivationCompletion, command: WorkflowCommand,
                      activation: WorkflowActivation) -> None:
         await self.visibility_written()
-        try:
-            await self.process.close_run(self, completion, command,
-                                         int(activation.timestamp.ToMilliseconds()))
-        except Exception:
-            logger.exception("closing run %s failed; it will be retried on recovery", self.run_id)
+        delay_s = _CLOSE_RETRY_FIRST_S
+        while True:
+            try:
+                await self.process.close_run(self, completion, command,
+                                             int(activation.timestamp.ToMilliseconds()))
+                return
+            except Exception:
+                # Until it is written the run stays open and its DBOS workflow pending (so a
+                # restart resumes it); the database may be back in a moment.
+                logger.exception("closing run %s failed; retrying in %.1f s", self.run_id,
+                                 delay_s)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, _CLOSE_RETRY_MAX_S)
 
     async def _close_timed_out(self, at_ms: int) -> None:
         self.closed = True

@@ -10,6 +10,7 @@ replay are both built from these records, never from a second copy.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,3 +133,32 @@ def record_from_dict(data: Mapping[str, Any]) -> Record:
             heartbeat_details=_unb64(data.get("heartbeat_details", "")),
         )
     raise ValueError(f"not a dbosify run record (kind={kind!r}); was it written by a newer dbosify?")
+
+
+@dataclass(frozen=True)
+class CloseRecords:
+    """What a run's close writes beside its close event (``dbosify_runs.close_records``).
+
+    ``tasks``: the run's last workflow task when no DBOS step recorded it. A task whose code
+    closes the run at once is recorded by the close alone: one commit where a step and a close
+    take two, and the run's history is whole whichever of the close and the DBOS workflow's end
+    a crash comes between. ``final_completion``: the completion that closed the run.
+    """
+
+    tasks: list[WorkflowTask]
+    final_completion: WorkflowActivationCompletion
+
+    def to_json(self) -> str:
+        """The text stored in the column."""
+        return json.dumps({"v": RECORD_FORMAT,
+                           "tasks": [task.to_record() for task in self.tasks],
+                           "final_completion": _b64(self.final_completion.SerializeToString())})
+
+    @staticmethod
+    def from_json(text: str) -> CloseRecords:
+        """Read what :meth:`to_json` wrote."""
+        data = json.loads(text)
+        tasks = [record_from_dict(r) for r in data.get("tasks", [])]
+        final = WorkflowActivationCompletion()
+        final.ParseFromString(_unb64(data["final_completion"]))
+        return CloseRecords([t for t in tasks if isinstance(t, WorkflowTask)], final)

@@ -18,7 +18,7 @@ from dbosify._runtime._commands import first_difference
 from dbosify._runtime._driver import EVENT_STEP
 from dbosify._runtime._instance import activate, create_instance
 from dbosify._runtime._process import Process
-from dbosify._runtime._records import WorkflowTask, record_from_dict
+from dbosify._runtime._records import CloseRecords, WorkflowTask, record_from_dict
 from dbosify._runtime._run_state import initial_activation
 from dbosify.history import build_history
 
@@ -81,10 +81,13 @@ class RecordReader:
         req = StartWorkflowExecutionRequest()
         req.ParseFromString(row.start_request)
         outputs, final, pending = await self.process.db_call(self._read, row.run_id)
-        # The run's row is closed just before its DBOS workflow returns the last completion:
-        # a history read in between would miss it, so give the workflow a moment to finish.
+        closed = CloseRecords.from_json(row.close_records) if row.close_records else None
+        # Without close records (a run closed by a timeout or a terminate, or by an older
+        # dbosify), the last completion is the DBOS workflow's output, written just after the
+        # row is closed: a history read in between would miss it, so give it a moment.
         deadline = asyncio.get_running_loop().time() + _FINAL_WAIT_S
-        while pending and row.status != RUNNING and asyncio.get_running_loop().time() < deadline:
+        while (closed is None and pending and row.status != RUNNING
+               and asyncio.get_running_loop().time() < deadline):
             await asyncio.sleep(0.02)
             outputs, final, pending = await self.process.db_call(self._read, row.run_id)
         tasks = [WorkflowTask(initial_activation(row, req))]
@@ -94,7 +97,10 @@ class RecordReader:
                 if isinstance(record, WorkflowTask):
                     tasks.append(record)
         final_completion = None
-        if isinstance(final, dict) and final.get("previous_completion"):
+        if closed is not None:
+            tasks.extend(closed.tasks)
+            final_completion = closed.final_completion
+        elif isinstance(final, dict) and final.get("previous_completion"):
             final_completion = record_from_dict(final).previous_completion  # type: ignore[union-attr]
         return RunRecords(row, req, tasks, final_completion)
 

@@ -216,9 +216,20 @@ def migrate(engine: sa.Engine, db: DatabaseURL) -> None:
         if row is None:
             conn.execute(sa.insert(_tables.meta).values(key="schema_version",
                                                         value=str(_tables.SCHEMA_VERSION)))
+        elif int(row) < _tables.SCHEMA_VERSION:
+            _upgrade(conn, db, int(row))
         elif int(row) > _tables.SCHEMA_VERSION:
             raise DatabaseError(
                 f"the database {db.redacted} was written by a newer dbosify (schema version {row}; "
                 f"this one reads up to {_tables.SCHEMA_VERSION}): upgrade dbosify, or use another "
                 "database"
             )
+
+
+def _upgrade(conn: sa.Connection, db: DatabaseURL, version: int) -> None:
+    """Bring a database written by an older dbosify to this schema, keeping what it holds."""
+    runs = f"{POSTGRES_SCHEMA}.dbosify_runs" if db.dialect == "postgresql" else "dbosify_runs"
+    if version < 2:
+        conn.exec_driver_sql(f"ALTER TABLE {runs} ADD COLUMN close_records TEXT")
+    conn.execute(sa.update(_tables.meta).where(_tables.meta.c.key == "schema_version")
+                 .values(value=str(_tables.SCHEMA_VERSION)))

@@ -31,6 +31,7 @@ def _close_statement(postgres: bool, with_history_length: bool) -> sa.Executable
     values: dict[str, Any] = {"status": sa.bindparam("new_status"),
                               "close_event": sa.bindparam("new_close_event"),
                               "close_time_ms": sa.bindparam("new_close_time_ms"),
+                              "close_records": sa.bindparam("new_close_records"),
                               "task_failure": None}
     if with_history_length:
         values["history_length"] = sa.bindparam("new_history_length")
@@ -156,12 +157,13 @@ class Store:
             return conn.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id)).first()
 
     def close_run(self, run_id: str, status: int, close_event: bytes, close_ms: int,
-                  history_length: int, conn: sa.Connection | None = None) -> bool:
+                  history_length: int, conn: sa.Connection | None = None,
+                  close_records: str | None = None) -> bool:
         """Mark a running run closed. False when it was closed already (e.g. terminated)."""
         # 0: the closer does not know the history length (a terminate from a client).
         stmt = _CLOSE_RUN[(self.is_postgres, history_length > 0)]
         params = {"closing_run_id": run_id, "new_status": status, "new_close_event": close_event,
-                  "new_close_time_ms": close_ms}
+                  "new_close_time_ms": close_ms, "new_close_records": close_records}
         if history_length > 0:
             params["new_history_length"] = history_length
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 1
-"""Bumped whenever a table below changes; a database written by a newer version is refused."""
+SCHEMA_VERSION = 2
+"""Bumped whenever a table below changes; a database written by a newer version is refused, and
+an older one is upgraded in place (see ``dbosify._store._database.migrate``)."""
 
 metadata = sa.MetaData()
 
@@ -56,6 +57,10 @@ runs = sa.Table(
     sa.Column("history_length", sa.Integer, nullable=False, server_default="0"),
     # Last workflow task failure (workflow code raised, deadlocked, or was nondeterministic).
     sa.Column("task_failure", sa.Text, nullable=True),
+    # Written with the close, in the same statement: the run's last workflow task if no DBOS
+    # step recorded it, and the completion that closed the run (JSON, dbosify._runtime._records).
+    # Added in schema version 2.
+    sa.Column("close_records", sa.Text, nullable=True),
 )
 sa.Index("dbosify_runs_by_id", runs.c.namespace, runs.c.workflow_id, runs.c.start_time_ms)
 # At most one running execution per workflow id: the database enforces Temporal's rule.

@@ -71,6 +71,13 @@ async def _wait_thread_event(event: threading.Event, timeout: float = 10.0) -> N
     assert await asyncio.to_thread(event.wait, timeout), "the activity never got there"
 
 
+async def _wait_logged(wid: str, entry: Any, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while entry not in LOG[wid]:
+        assert asyncio.get_running_loop().time() < deadline, f"{entry!r} never logged"
+        await asyncio.sleep(0.01)
+
+
 @pytest.fixture
 def wid() -> Iterator[str]:
     """A unique workflow id with its log and gates, removed after the test."""
@@ -607,6 +614,11 @@ async def _cancel_case(client: Client, wid: str, case: CancelCase) -> tuple[str,
         await _wait_thread_event(gates.started)
         await handle.signal(CancelOne.cancel_activity)
         result = await handle.result()
+        if case.cancellation_type == "TRY_CANCEL":
+            # The workflow did not wait for the activity, so the activity may see its
+            # cancellation after the result: wait for its cleanup (before the worker's shutdown
+            # would cancel it anyway).
+            await _wait_logged(wid, "cleanup-done")
         log_at_result = list(LOG[wid])
         if case.cancellation_type == "ABANDON":
             gates.release.set()
