@@ -109,21 +109,28 @@ async def test_older_schema_is_upgraded_keeping_its_runs(database: str) -> None:
     handle = await client.start_workflow(Echo.run, "kept", id="old-schema", task_queue=Q)
     close_current()
     engine = _engine(database)
-    runs = "dbosify.dbosify_runs" if database.startswith("postgresql") else "dbosify_runs"
+    postgres = database.startswith("postgresql")
+    prefix = "dbosify." if postgres else ""
     meta = _tables.meta
     try:
-        # A database as version 1 left it: no close_records column.
+        # A database as version 1 left it: without the columns version 2 added.
         with engine.begin() as conn:
-            conn.exec_driver_sql(f"ALTER TABLE {runs} DROP COLUMN close_records")
+            conn.exec_driver_sql(f"ALTER TABLE {prefix}dbosify_runs DROP COLUMN close_records")
+            conn.exec_driver_sql(
+                f"ALTER TABLE {prefix}dbosify_activity_tasks DROP COLUMN cancel_reason")
             conn.execute(sa.update(meta).where(meta.c.key == "schema_version").values(value="1"))
         client = await Client.connect(database)
         with engine.connect() as conn:
             version = conn.execute(sa.select(meta.c.value)
                                    .where(meta.c.key == "schema_version")).scalar()
-            columns = {c["name"] for c in sa.inspect(conn).get_columns(
-                "dbosify_runs", schema="dbosify" if database.startswith("postgresql") else None)}
+            inspector = sa.inspect(conn)
+            schema = "dbosify" if postgres else None
+            runs = {c["name"] for c in inspector.get_columns("dbosify_runs", schema=schema)}
+            tasks = {c["name"] for c in inspector.get_columns("dbosify_activity_tasks",
+                                                              schema=schema)}
         assert version == str(_tables.SCHEMA_VERSION)
-        assert "close_records" in columns
+        assert "close_records" in runs
+        assert "cancel_reason" in tasks
         upgraded = client.get_workflow_handle(handle.id)
         assert (await upgraded.describe()).status == WorkflowExecutionStatus.RUNNING
         # And the upgraded database runs workflows to the end.

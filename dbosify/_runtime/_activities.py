@@ -179,6 +179,8 @@ class ActivityRunner:
             details.is_timed_out = True
         elif reason == ActivityCancelReason.WORKER_SHUTDOWN:
             details.is_worker_shutdown = True
+        elif reason == ActivityCancelReason.NOT_FOUND:
+            details.is_not_found = True  # Its run closed.
         else:
             details.is_cancelled = True
         self._bridge.queue.put_nowait(task)

@@ -55,6 +55,7 @@ class ProcessMessaging:
     _listener: threading.Thread | None
     _listener_stop: threading.Event
     _queries_waiting: bool
+    _cancels_waiting: bool
 
     if TYPE_CHECKING:  # Provided by Process.
         async def db_call(self, fn: Callable[..., T], *args: Any) -> T: ...
@@ -227,6 +228,9 @@ class ProcessMessaging:
             # wakes them itself, with the close event.)
             self.notify_closed(key, b"")
         elif kind in ("run", "activity"):
+            self.wake_dispatch()
+        elif kind == "activity_cancel" and key == self.executor_id:
+            self._cancels_waiting = True
             self.wake_dispatch()
         elif kind == "query" and key == self.executor_id:
             self._queries_waiting = True

@@ -23,7 +23,9 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dbos import DBOS, DBOSClient, DBOSConfig, SetWorkflowID
+from temporalio.api.common.v1 import Payloads
 from temporalio.api.history.v1 import HistoryEvent
+from temporalio.bridge.proto.activity_task import ActivityCancelReason
 from temporalio.bridge.proto.workflow_commands import WorkflowCommand
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 
@@ -120,6 +122,9 @@ class Process(ProcessMessaging):
         self._answering: set[int] = set()
         self._answer_waiters: dict[int, asyncio.Future[bytes]] = {}
         self._queries_waiting = False
+        # Attempts of other processes' runs running here: task id -> (runner, token).
+        self._remote_attempts: dict[int, tuple[ActivityRunner, bytes]] = {}
+        self._cancels_waiting = False
         self.activation_executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=32, thread_name_prefix="dbosify-workflow")
         # Few threads: the database calls are short, and more threads only contend for the GIL.
@@ -468,6 +473,10 @@ class Process(ProcessMessaging):
                     await self._answer_queries()
                 if self.db.dialect == "sqlite":
                     await self._poll_inbox()
+                if self._remote_attempts and (self.db.dialect == "sqlite"
+                                              or self._cancels_waiting):
+                    self._cancels_waiting = False
+                    await self._stop_cancelled_attempts()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -508,10 +517,41 @@ class Process(ProcessMessaging):
 
     async def _run_remote_attempt(self, runner: ActivityRunner, row: Any) -> None:
         token, start = rs.decode_remote_task(row.payload)
-        outcome = await runner.execute(token, start)
+
+        def heartbeat(details: Payloads) -> None:
+            # To the database, as Core sends heartbeats to the server: the details outlive
+            # this process, and the answer tells whether the run asks the attempt to stop.
+            self.spawn(self._remote_heartbeat(runner, token, row, details.SerializeToString()))
+
+        self._remote_attempts[row.id] = (runner, token)
+        try:
+            # Claimed again after its first worker died: go on from that worker's heartbeat.
+            saved = await self.db_call(self.store.load_heartbeat, row.run_id, row.seq)
+            if saved:
+                del start.heartbeat_details[:]
+                start.heartbeat_details.extend(Payloads.FromString(saved).payloads)
+            outcome = await runner.execute(token, start, heartbeat)
+        finally:
+            self._remote_attempts.pop(row.id, None)
         await self.db_call(self.store.finish_activity_task, row.id, row.run_id,
                            rs.encode_remote_outcome(token, outcome), token.decode())
         self.wake_run(row.run_id)
+
+    async def _remote_heartbeat(self, runner: ActivityRunner, token: bytes, row: Any,
+                                details: bytes) -> None:
+        reason = await self.db_call(self.store.activity_heartbeat, row.id, row.run_id, row.seq,
+                                    details)
+        if reason is not None:
+            runner.cancel(token, ActivityCancelReason.ValueType(reason))
+
+    async def _stop_cancelled_attempts(self) -> None:
+        """Cancel the attempts run here whose runs asked for it (or closed)."""
+        stop = await self.db_call(self.store.cancelled_activity_tasks,
+                                  list(self._remote_attempts))
+        for task_id, reason in stop.items():
+            attempt = self._remote_attempts.get(task_id)
+            if attempt is not None:
+                attempt[0].cancel(attempt[1], ActivityCancelReason.ValueType(reason))
 
     async def _poll_inbox(self) -> None:
         # SQLite has no push: a cheap look for events written by other processes.

@@ -46,6 +46,8 @@ class ActivityState:
     heartbeat_details: Payloads = field(default_factory=Payloads)
     task: asyncio.Task[None] | None = None
     remote_since_ms: int | None = None
+    offer: asyncio.Future[None] | None = None
+    """Writing the attempt's offer to other processes (a cancel waits for it)."""
     started_ms: int = 0
     cancel_requested: bool = False
     cancel_sent: bool = False
@@ -231,6 +233,21 @@ class RunActivities:
             runner = self.process.activity_runner(act.command.task_queue)
             if runner is not None:
                 runner.cancel(self._token(act), reason)
+        elif act.remote_since_ms is not None:
+            self.process.spawn(self._cancel_remote(act.seq, act.attempt, reason, act.offer))
+
+    async def _cancel_remote(self, seq: int, attempt: int, reason: ActivityCancelReason.ValueType,
+                             offer: asyncio.Future[None] | None) -> None:
+        if offer is not None:
+            await asyncio.gather(offer, return_exceptions=True)  # Cancel what was offered.
+        if await self.process.db_call(self.process.store.cancel_activity_task, self.run_id, seq,
+                                      attempt, reason):
+            # No worker had claimed it: the attempt ends here, as cancelled.
+            outcome = AttemptOutcome(ActivityExecutionResult(), now_ms())
+            failure = outcome.result.cancelled.failure
+            failure.message = "Activity cancelled"
+            failure.canceled_failure_info.SetInParent()
+            self.deliver_outcome(seq, attempt, outcome)
 
     def _start_due_attempts(self, now: int) -> None:
         for act in self.activities.values():
@@ -246,9 +263,10 @@ class RunActivities:
             else:
                 act.remote_since_ms = now
                 self.offered_remotely = True
-                self.process.spawn(self.process.db_call(
+                act.offer = asyncio.ensure_future(self.process.db_call(
                     self.process.store.add_activity_task, self.run_id, act.seq, act.attempt,
                     act.command.task_queue, rs.encode_remote_task(self._token(act), start)))
+                self.process.spawn(act.offer)
 
     async def _run_local(self, act: ActivityState, runner: Any, start: Start) -> None:
         seq, attempt = act.seq, act.attempt

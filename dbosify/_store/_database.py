@@ -228,8 +228,10 @@ def migrate(engine: sa.Engine, db: DatabaseURL) -> None:
 
 def _upgrade(conn: sa.Connection, db: DatabaseURL, version: int) -> None:
     """Bring a database written by an older dbosify to this schema, keeping what it holds."""
-    runs = f"{POSTGRES_SCHEMA}.dbosify_runs" if db.dialect == "postgresql" else "dbosify_runs"
+    prefix = f"{POSTGRES_SCHEMA}." if db.dialect == "postgresql" else ""
     if version < 2:
-        conn.exec_driver_sql(f"ALTER TABLE {runs} ADD COLUMN close_records TEXT")
+        conn.exec_driver_sql(f"ALTER TABLE {prefix}dbosify_runs ADD COLUMN close_records TEXT")
+        conn.exec_driver_sql(
+            f"ALTER TABLE {prefix}dbosify_activity_tasks ADD COLUMN cancel_reason INTEGER")
     conn.execute(sa.update(_tables.meta).where(_tables.meta.c.key == "schema_version")
                  .values(value=str(_tables.SCHEMA_VERSION)))

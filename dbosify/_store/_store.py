@@ -371,6 +371,43 @@ class Store:
                 at.c.run_id == run_id, at.c.seq == seq, at.c.attempt == attempt,
                 at.c.claimed_by.is_(None))).rowcount == 1
 
+    def cancel_activity_task(self, run_id: str, seq: int, attempt: int, reason: int) -> bool:
+        """Stop an offered attempt: withdraw it when no worker has claimed it (True), else ask
+        its worker to cancel it (False; the attempt's outcome arrives as usual)."""
+        at = t.activity_tasks
+        which = (at.c.run_id == run_id, at.c.seq == seq, at.c.attempt == attempt)
+        with self.engine.begin() as conn:
+            if conn.execute(sa.delete(at).where(*which, at.c.claimed_by.is_(None))).rowcount:
+                return True
+            claimed_by = conn.execute(sa.update(at).where(*which).values(cancel_reason=reason)
+                                      .returning(at.c.claimed_by)).scalar()
+            if claimed_by is not None:
+                self._notify(conn, f"activity_cancel:{claimed_by}")
+        return False
+
+    def activity_heartbeat(self, task_id: int, run_id: str, seq: int,
+                           details: bytes) -> int | None:
+        """A claimed attempt's heartbeat: keep its details for the next attempt,
+        and return the reason its run asks it to stop, if it does (NOT_FOUND, 0, when the task
+        is gone: its run closed)."""
+        at = t.activity_tasks
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(at.c.cancel_reason).where(at.c.id == task_id)).first()
+        if row is None:
+            return 0
+        self.save_heartbeat(run_id, seq, details)
+        return int(row[0]) if row[0] is not None else None
+
+    def cancelled_activity_tasks(self, task_ids: Sequence[int]) -> dict[int, int]:
+        """Of these claimed attempts, the ones to stop, with the reason (0 when gone)."""
+        at = t.activity_tasks
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(at.c.id, at.c.cancel_reason)
+                                .where(at.c.id.in_(list(task_ids)))).all()
+        present = {r[0]: r[1] for r in rows}
+        return {i: present.get(i) or 0 for i in task_ids
+                if i not in present or present[i] is not None}
+
     def drop_activity_tasks(self, run_id: str, seq: int | None = None,
                             conn: sa.Connection | None = None) -> None:
         """Forget a run's offered attempts and saved heartbeats (the run closed)."""

@@ -125,6 +125,9 @@ activity_tasks = sa.Table(
     sa.Column("created_ms", sa.BigInteger, nullable=False),
     sa.Column("claimed_by", sa.String(255), nullable=True),
     sa.Column("claimed_ms", sa.BigInteger, nullable=True),
+    # Set by the run's owner to stop a claimed attempt: a
+    # temporalio.bridge.proto.activity_task.ActivityCancelReason value. Added in schema version 2.
+    sa.Column("cancel_reason", sa.Integer, nullable=True),
     sa.UniqueConstraint("run_id", "seq", "attempt", name="dbosify_activity_task_once"),
 )
 sa.Index("dbosify_activity_tasks_by_queue", activity_tasks.c.task_queue, activity_tasks.c.claimed_by)

@@ -24,7 +24,7 @@ from typing import Any
 from dbosify import activity, workflow
 from dbosify.client import Client
 from dbosify.common import RetryPolicy
-from dbosify.exceptions import ApplicationError
+from dbosify.exceptions import ActivityError, ApplicationError
 from dbosify.worker import Worker
 
 MARKER_ENV = "DBOSIFY_E2E_MARKERS"
@@ -113,7 +113,26 @@ async def progress(name: str) -> str:
     return f"{name} from {start}"
 
 
-ACTIVITIES: list[Callable[..., Any]] = [step, gate, flaky, progress]
+@activity.defn
+async def watchful(name: str) -> str:
+    """Heartbeats until released or cancelled; marks how its cancellation reached it."""
+    mark("start", name)
+    directory = _marker_dir()
+    assert directory is not None, "watchful needs a marker directory"
+    try:
+        while not (directory / RELEASE_FILE).exists():
+            activity.heartbeat()
+            await asyncio.sleep(0.05)
+    except asyncio.CancelledError:
+        details = activity.cancellation_details()
+        mark("cancelled", name, requested=bool(details and details.cancel_requested),
+             not_found=bool(details and details.not_found))
+        raise
+    mark("done", name)
+    return name
+
+
+ACTIVITIES: list[Callable[..., Any]] = [step, gate, flaky, progress, watchful]
 
 
 # Workflows --------------------------------------------------------------------------------------
@@ -218,7 +237,45 @@ class Progress:
                                                heartbeat_timeout=timedelta(seconds=1))
 
 
-WORKFLOWS = [Pipeline, Backoff, Short, Blocked, Spanning, Progress]
+@workflow.defn
+class RemoteSteps:
+    """Two steps on another task queue (run by a worker process of that queue)."""
+
+    @workflow.run
+    async def run(self, queue: str) -> str:
+        first = await workflow.execute_activity(step, args=["r1", 0], task_queue=queue,
+                                                start_to_close_timeout=_TIMEOUT)
+        second = await workflow.execute_activity(step, args=["r2", 0], task_queue=queue,
+                                                 start_to_close_timeout=_TIMEOUT)
+        return f"{first}-{second}"
+
+
+@workflow.defn
+class CancelRemote:
+    """Starts ``watchful`` on another task queue, cancels it on the ``cancel`` signal."""
+
+    def __init__(self) -> None:
+        self.cancel_requested = False
+
+    @workflow.run
+    async def run(self, queue: str, cancellation_type: str) -> str:
+        handle = workflow.start_activity(
+            watchful, "w", task_queue=queue, start_to_close_timeout=_TIMEOUT,
+            heartbeat_timeout=timedelta(seconds=5),
+            cancellation_type=workflow.ActivityCancellationType[cancellation_type])
+        await workflow.wait_condition(lambda: self.cancel_requested)
+        handle.cancel()
+        try:
+            return await handle
+        except ActivityError as err:
+            return f"cancelled:{type(err.cause).__name__}"
+
+    @workflow.signal
+    def cancel(self) -> None:
+        self.cancel_requested = True
+
+
+WORKFLOWS = [Pipeline, Backoff, Short, Blocked, Spanning, Progress, RemoteSteps, CancelRemote]
 
 
 # Entry point ------------------------------------------------------------------------------------
