@@ -119,6 +119,12 @@ class Throughput:
     def rate(self) -> float:
         return self.n / self.elapsed_s
 
+    def add(self, other: Throughput | None) -> Throughput:
+        if other is None:
+            return self
+        return Throughput(self.n + other.n, self.elapsed_s + other.elapsed_s,
+                          self.cpu_s + other.cpu_s)
+
     def fields(self) -> dict[str, float]:
         return {"workflows_per_s": round(self.rate, 2), "elapsed_s": round(self.elapsed_s, 3),
                 "cpu_ms_per_run": round(self.cpu_s / self.n * 1000, 3)}
@@ -288,8 +294,8 @@ async def measure(backend: str, url: str, args: argparse.Namespace) -> list[dict
     """Every requested workload on one backend, as result lines.
 
     W1 alternates between the floor and dbosify in ``rounds`` blocks, so a change in the
-    machine's load during the run weighs on both alike; W2 runs in the first round (floor, then
-    dbosify), W3 in the last.
+    machine's load during the run weighs on both alike; W2 runs in the first ``w2_rounds``
+    rounds (floor, then dbosify, each time; the rates are over all of them), W3 in the last.
     """
     workloads = set(args.workloads)
     rounds = max(1, args.rounds)
@@ -299,21 +305,21 @@ async def measure(backend: str, url: str, args: argparse.Namespace) -> list[dict
     w3 = Latencies()
     for r in range(rounds):
         warmup = args.warmup if r == 0 else min(args.warmup, 5)
-        w2_n = args.n2 if "W2" in workloads and r == 0 else 0
+        w2_n = args.n2 if "W2" in workloads and r < args.w2_rounds else 0
         w3_n = args.n3 if "W3" in workloads and r == rounds - 1 else 0
         if w1_parts[r] or w2_n:
             logger.info("[%s] round %d/%d: bare DBOS (W1_floor %d%s)", backend, r + 1, rounds,
                         w1_parts[r], f", W2_floor {w2_n}" if w2_n else "")
             part, tp = await floor_block(url, w1_parts[r], warmup, w2_n)
             w1_floor.extend(part)
-            w2_floor = tp or w2_floor
+            w2_floor = tp.add(w2_floor) if tp else w2_floor
         if w1_parts[r] or w2_n or w3_n:
             logger.info("[%s] round %d/%d: dbosify (W1 %d%s%s)", backend, r + 1, rounds,
                         w1_parts[r], f", W2 {w2_n}" if w2_n else "",
                         f", W3 {w3_n}" if w3_n else "")
             part, tp, sig = await engine_block(url, w1_parts[r], warmup, w2_n, w3_n)
             w1.extend(part)
-            w2 = tp or w2
+            w2 = tp.add(w2) if tp else w2
             w3.extend(sig)
     return result_lines(backend, args, w1, w1_floor, w2, w2_floor, w3)
 
@@ -337,7 +343,8 @@ def result_lines(backend: str, args: argparse.Namespace, w1: Latencies, w1_floor
     if w2 is not None and w2_floor is not None:
         ratio = w2.rate / w2_floor.rate
         binding = backend == "postgres"
-        lines.append({"workload": "W2", **base, "n": w2.n, **w2.fields(),
+        lines.append({"workload": "W2", **base, "w2_rounds": args.w2_rounds, "n": w2.n,
+                      **w2.fields(),
                       "floor_workflows_per_s": round(w2_floor.rate, 2), "ratio": round(ratio, 3),
                       "target": f"ratio >= {W2_TARGET_RATIO:g}"
                                 + ("" if binding else " (binding on Postgres only)"),
@@ -397,6 +404,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="untimed W1 runs before the first round (default 20; 5 later)")
     parser.add_argument("--rounds", type=int, default=4,
                         help="W1 alternates floor/dbosify blocks this many times (default 4)")
+    parser.add_argument("--w2-rounds", type=int, default=2,
+                        help="W2 runs in this many of the first rounds (default 2)")
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 when a binding target is missed")
     parser.add_argument("--child", choices=BACKENDS, help=argparse.SUPPRESS)
@@ -426,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         command = [sys.executable, "-m", "bench", "--child", backend,
                    "--workloads", ",".join(args.workloads), "--n1", str(args.n1),
                    "--n2", str(args.n2), "--n3", str(args.n3), "--warmup", str(args.warmup),
-                   "--rounds", str(args.rounds)]
+                   "--rounds", str(args.rounds), "--w2-rounds", str(args.w2_rounds)]
         logger.info("[%s] starting", backend)
         proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None
