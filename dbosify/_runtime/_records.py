@@ -38,6 +38,8 @@ class ActivityAttemptInfo:
     attempt: int
     started_ms: int
     identity: str
+    last_failure: Failure | None = None
+    """How the attempt before this one failed (Temporal shows it on the started event)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class WorkflowTask:
         if self.activity_attempts:
             record["activity_attempts"] = {
                 str(seq): [a.attempt, a.started_ms, a.identity]
+                + ([_b64(a.last_failure.SerializeToString())] if a.last_failure else [])
                 for seq, a in self.activity_attempts.items()
             }
         return record
@@ -116,7 +119,9 @@ def record_from_dict(data: Mapping[str, Any]) -> Record:
             previous = WorkflowActivationCompletion()
             previous.ParseFromString(_unb64(data["previous_completion"]))
         attempts = {
-            int(seq): ActivityAttemptInfo(attempt=a[0], started_ms=a[1], identity=a[2])
+            int(seq): ActivityAttemptInfo(
+                attempt=a[0], started_ms=a[1], identity=a[2],
+                last_failure=Failure.FromString(_unb64(a[3])) if len(a) > 3 else None)
             for seq, a in data.get("activity_attempts", {}).items()
         }
         return WorkflowTask(activation, previous, attempts)

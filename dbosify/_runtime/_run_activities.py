@@ -46,6 +46,7 @@ class ActivityState:
     heartbeat_details: Payloads = field(default_factory=Payloads)
     task: asyncio.Task[None] | None = None
     remote_since_ms: int | None = None
+    last_failure: Failure | None = None
     offer: asyncio.Future[None] | None = None
     """Writing the attempt's offer to other processes (a cancel waits for it)."""
     started_ms: int = 0
@@ -88,6 +89,7 @@ class RunActivities:
         if act is None:
             return
         act.attempt = record.attempt + 1
+        act.last_failure = record.failure
         act.next_attempt_ms = record.next_attempt_ms
         act.heartbeat_details = Payloads()
         act.heartbeat_details.ParseFromString(record.heartbeat_details)
@@ -111,7 +113,7 @@ class RunActivities:
         act.resolved = True
         self.activities.pop(act.seq, None)
         self.resolved_attempts[act.seq] = ActivityAttemptInfo(
-            act.attempt, act.started_ms or now_ms(), self.process.identity)
+            act.attempt, act.started_ms or now_ms(), self.process.identity, act.last_failure)
         job = WorkflowActivationJob()
         job.resolve_activity.seq = act.seq
         job.resolve_activity.result.CopyFrom(resolution)

@@ -189,6 +189,8 @@ def _resolve_activity(
             identity=identity,
             attempt=info.attempt if info is not None else 1,
         )
+        if info is not None and info.last_failure is not None:
+            attrs.last_failure.CopyFrom(info.last_failure)
         start_ms = info.started_ms if info is not None else time_ms
         return builder.add(attrs, time_ms=min(start_ms, time_ms))
 

@@ -490,6 +490,18 @@ async def test_retry_backoff_and_attempt_numbers(client: Client, wid: str) -> No
         assert expected - 0.02 <= gap <= expected + 0.25, (gaps, expected)
 
 
+async def test_history_shows_the_final_attempt_and_the_failure_before_it(client: Client,
+                                                                        wid: str) -> None:
+    assert await _run(client, Call("flaky", [3], initial_ms=50, maximum_attempts=5), wid) == 3
+    history = await client.get_workflow_handle(wid).fetch_history()
+    started = [e.activity_task_started_event_attributes for e in history.events
+               if e.HasField("activity_task_started_event_attributes")]
+    assert [a.attempt for a in started] == [3]
+    # As Temporal: the started event of a retried activity carries the previous attempt's failure.
+    assert started[0].last_failure.message == "attempt 2 failed"
+    assert started[0].last_failure.application_failure_info.type == "Flaky"
+
+
 async def test_maximum_attempts_reached(client: Client, wid: str) -> None:
     err = await _failure(client, Call("always_fails", ["Flaky"], maximum_attempts=3), wid)
     assert LOG[wid] == [1, 2, 3]
