@@ -107,6 +107,22 @@ class Latencies:
                 "cpu_ms_per_run": round(self.cpu_s / len(self.samples) * 1000, 3)}
 
 
+class StatementCounter:
+    """SQL statements sent through SQLAlchemy in this process (dbosify's and DBOS's alike; not
+    counted: connection pings, BEGIN and COMMIT), so a change in statements per run shows."""
+
+    count = 0
+
+    @classmethod
+    def install(cls) -> None:
+        import sqlalchemy as sa
+
+        def counted(*_: Any) -> None:
+            cls.count += 1
+
+        sa.event.listen(sa.engine.Engine, "before_cursor_execute", counted)
+
+
 @dataclass
 class Throughput:
     """Runs started together and all awaited."""
@@ -114,6 +130,7 @@ class Throughput:
     n: int
     elapsed_s: float
     cpu_s: float
+    statements: int = 0
 
     @property
     def rate(self) -> float:
@@ -123,11 +140,12 @@ class Throughput:
         if other is None:
             return self
         return Throughput(self.n + other.n, self.elapsed_s + other.elapsed_s,
-                          self.cpu_s + other.cpu_s)
+                          self.cpu_s + other.cpu_s, self.statements + other.statements)
 
     def fields(self) -> dict[str, float]:
         return {"workflows_per_s": round(self.rate, 2), "elapsed_s": round(self.elapsed_s, 3),
-                "cpu_ms_per_run": round(self.cpu_s / self.n * 1000, 3)}
+                "cpu_ms_per_run": round(self.cpu_s / self.n * 1000, 3),
+                "statements_per_run": round(self.statements / self.n, 2)}
 
 
 async def sequential_latencies(call: Callable[[int], Awaitable[Any]], warmup: int,
@@ -149,10 +167,12 @@ async def concurrent_rate(start_one: Callable[[int], Awaitable[Any]],
                           wait_one: Callable[[Any], Awaitable[Any]], n: int) -> Throughput:
     """``n`` runs started together (``start_one``), then all awaited (``wait_one``)."""
     cpu = time.process_time()
+    statements = StatementCounter.count
     start = time.perf_counter()
     handles = await asyncio.gather(*(start_one(i) for i in range(n)))
     await asyncio.gather(*(wait_one(h) for h in handles))
-    return Throughput(n, time.perf_counter() - start, time.process_time() - cpu)
+    return Throughput(n, time.perf_counter() - start, time.process_time() - cpu,
+                      StatementCounter.count - statements)
 
 
 # Bare DBOS (the floors) ---------------------------------------------------------------------------
@@ -374,6 +394,7 @@ async def run_backend(backend: str, url: str, args: argparse.Namespace) -> int:
 
 def child_main(args: argparse.Namespace) -> int:
     backend = args.child
+    StatementCounter.install()
     with tempfile.TemporaryDirectory(prefix="dbosify-bench-") as tmp:
         os.chdir(tmp)  # dbosify's embedded default lives under the cwd: keep it out of the repo
         if backend == "sqlite":
