@@ -59,6 +59,8 @@ class AttemptOutcome:
     heartbeat_details: Payloads = field(default_factory=Payloads)
     timed_out: TimeoutType.ValueType | None = None
     """Set when the attempt exceeded its start-to-close or heartbeat timeout."""
+    identity: str = ""
+    """The worker that ran the attempt, when it is not the run's own process."""
 
 
 @dataclass

@@ -533,6 +533,7 @@ class Process(ProcessMessaging):
             outcome = await runner.execute(token, start, heartbeat)
         finally:
             self._remote_attempts.pop(row.id, None)
+        outcome.identity = self.identity
         await self.db_call(self.store.finish_activity_task, row.id, row.run_id,
                            rs.encode_remote_outcome(token, outcome), token.decode())
         self.wake_run(row.run_id)

@@ -47,6 +47,8 @@ class ActivityState:
     task: asyncio.Task[None] | None = None
     remote_since_ms: int | None = None
     last_failure: Failure | None = None
+    identity: str = ""
+    """The worker of the attempt that ended last, when not this process."""
     offer: asyncio.Future[None] | None = None
     """Writing the attempt's offer to other processes (a cancel waits for it)."""
     started_ms: int = 0
@@ -113,7 +115,8 @@ class RunActivities:
         act.resolved = True
         self.activities.pop(act.seq, None)
         self.resolved_attempts[act.seq] = ActivityAttemptInfo(
-            act.attempt, act.started_ms or now_ms(), self.process.identity, act.last_failure)
+            act.attempt, act.started_ms or now_ms(), act.identity or self.process.identity,
+            act.last_failure)
         job = WorkflowActivationJob()
         job.resolve_activity.seq = act.seq
         job.resolve_activity.result.CopyFrom(resolution)
@@ -126,7 +129,7 @@ class RunActivities:
         info = wrapper.activity_failure_info
         info.activity_type.name = act.command.activity_type
         info.activity_id = act.command.activity_id
-        info.identity = self.process.identity
+        info.identity = act.identity or self.process.identity
         info.retry_state = retry_state
         wrapper.cause.CopyFrom(cause)
         return wrapper
@@ -139,6 +142,7 @@ class RunActivities:
         act.task = None
         act.remote_since_ms = None
         act.started_ms = outcome.started_ms
+        act.identity = outcome.identity
         result = outcome.result
         resolution = ActivityResolution()
         if result.HasField("completed"):

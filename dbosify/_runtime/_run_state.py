@@ -143,7 +143,8 @@ def encode_remote_outcome(token: bytes, outcome: AttemptOutcome) -> bytes:
     """An attempt's outcome, written by the process that ran it to the run's inbox."""
     return _pack(token=token, result=outcome.result.SerializeToString(),
                  started_ms=outcome.started_ms,
-                 heartbeat=outcome.heartbeat_details.SerializeToString())
+                 heartbeat=outcome.heartbeat_details.SerializeToString(),
+                 identity=outcome.identity)
 
 
 def decode_remote_outcome(payload: bytes) -> tuple[bytes, AttemptOutcome]:
@@ -153,7 +154,8 @@ def decode_remote_outcome(payload: bytes) -> tuple[bytes, AttemptOutcome]:
     result.ParseFromString(base64.b64decode(data["result"]))
     details = Payloads()
     details.ParseFromString(base64.b64decode(data["heartbeat"]))
-    return base64.b64decode(data["token"]), AttemptOutcome(result, data["started_ms"], details)
+    return base64.b64decode(data["token"]), AttemptOutcome(result, data["started_ms"], details,
+                                                           identity=data.get("identity", ""))
 
 
 def search_attribute_rows(attrs: SearchAttributes) -> list[dict[str, Any]]:

@@ -18,10 +18,11 @@ pytestmark = pytest.mark.slow
 
 ACTIVITY_QUEUE = "remote-acts"
 WORKFLOW_QUEUE = "remote-wf"
+ACTIVITY_IDENTITY = "e2e-remote-acts"
 
 
 async def _activity_worker(cluster: Cluster) -> int:
-    proc = cluster.start(ACTIVITY_QUEUE, "e2e-remote-acts")
+    proc = cluster.start(ACTIVITY_QUEUE, ACTIVITY_IDENTITY)
     await cluster.ready(proc)
     return proc.pid
 
@@ -33,8 +34,15 @@ async def test_activities_run_in_the_process_serving_their_queue(
         handle = await client.start_workflow(RemoteSteps.run, ACTIVITY_QUEUE, id="remote-steps",
                                              task_queue=WORKFLOW_QUEUE)
         assert await result_of(handle, cluster) == "r1-r2"
+        history = await handle.fetch_history()
     assert [(m["act"], m["pid"]) for m in cluster.marks(event="done")] == \
         [("r1", pid), ("r2", pid)]
+    # The history names the worker that ran each activity, as Temporal's does.
+    identities = [e.activity_task_started_event_attributes.identity for e in history.events
+                  if e.HasField("activity_task_started_event_attributes")]
+    identities += [e.activity_task_completed_event_attributes.identity for e in history.events
+                   if e.HasField("activity_task_completed_event_attributes")]
+    assert identities == [ACTIVITY_IDENTITY] * 4
 
 
 @pytest.mark.parametrize(("cancellation_type", "cleanup_before_result"),
