@@ -30,10 +30,18 @@ class DoubleTwice:
                                                start_to_close_timeout=timedelta(seconds=10))
 
 
-def _dbos_engine(database: str) -> tuple[sa.Engine, str]:
+def _on_dbos_tables(database: str, sql: str, run_id: str | None) -> int:
+    """Run ``sql`` on DBOS's tables (``{dbos}`` is their schema prefix, ``:r`` the run id):
+    a query's number, or the rows a change touched."""
     db = resolve_database_url(database)
+    engine = sa.create_engine(db.sqlalchemy_url)
     prefix = "dbos." if db.dialect == "postgresql" else ""
-    return sa.create_engine(db.sqlalchemy_url), prefix
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(sa.text(sql.format(dbos=prefix)), {"r": run_id})
+            return int(result.scalar_one()) if result.returns_rows else result.rowcount
+    finally:
+        engine.dispose()
 
 
 def _event_types(history: object) -> list[str]:
@@ -47,14 +55,8 @@ async def test_last_task_is_recorded_by_the_close_not_a_step(client: Client,
         handle = await client.start_workflow(DoubleTwice.run, 3, id=run_id, task_queue=Q)
         assert await handle.result() == 12
         history = await handle.fetch_history()
-    engine, dbos = _dbos_engine(database)
-    try:
-        with engine.connect() as conn:
-            steps = conn.execute(sa.text(
-                f"SELECT COUNT(*) FROM {dbos}operation_outputs WHERE workflow_uuid = :r"),
-                {"r": handle.result_run_id}).scalar()
-    finally:
-        engine.dispose()
+    steps = _on_dbos_tables(database, "SELECT COUNT(*) FROM {dbos}operation_outputs "
+                            "WHERE workflow_uuid = :r", handle.result_run_id)
     # Two events (the two activity results): the first is a step, the second closed the run.
     assert steps == 1
     types = _event_types(history)
@@ -71,14 +73,8 @@ async def test_history_is_whole_without_the_dbos_workflow_output(client: Client,
                                              task_queue=Q)
         assert await handle.result() == 20
         before = await handle.fetch_history()
-        engine, dbos = _dbos_engine(database)
-        try:
-            with engine.begin() as conn:
-                changed = conn.execute(sa.text(
-                    f"UPDATE {dbos}workflow_status SET output = NULL WHERE workflow_uuid = :r"),
-                    {"r": handle.result_run_id}).rowcount
-        finally:
-            engine.dispose()
+        changed = _on_dbos_tables(database, "UPDATE {dbos}workflow_status SET output = NULL "
+                                  "WHERE workflow_uuid = :r", handle.result_run_id)
         assert changed == 1
         after = await handle.fetch_history()
     assert after.to_json_dict() == before.to_json_dict()
