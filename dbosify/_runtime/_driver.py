@@ -512,7 +512,8 @@ class RunDriver(RunActivities, RunMessages):
                     for j in jobs if j.HasField("resolve_activity")
                     and j.resolve_activity.seq in self.resolved_attempts
                 }
-                task = WorkflowTask(activation, self.unrecorded_completion, attempts)
+                task = WorkflowTask(activation, self.unrecorded_completion, attempts,
+                                    self.process.identity)
                 records.append(task.to_record())
                 return {"records": records}
             if records:

@@ -55,6 +55,8 @@ class WorkflowTask:
     activation: WorkflowActivation
     previous_completion: WorkflowActivationCompletion | None = None
     activity_attempts: Mapping[int, ActivityAttemptInfo] = field(default_factory=dict)
+    identity: str = ""
+    """The worker that recorded the task (and completed the one before it)."""
 
     def to_record(self) -> dict[str, Any]:
         """The plain dict stored as the step's output."""
@@ -65,6 +67,8 @@ class WorkflowTask:
         }
         if self.previous_completion is not None:
             record["previous_completion"] = _b64(self.previous_completion.SerializeToString())
+        if self.identity:
+            record["identity"] = self.identity
         if self.activity_attempts:
             record["activity_attempts"] = {
                 str(seq): [a.attempt, a.started_ms, a.identity]
@@ -124,7 +128,7 @@ def record_from_dict(data: Mapping[str, Any]) -> Record:
                 last_failure=Failure.FromString(_unb64(a[3])) if len(a) > 3 else None)
             for seq, a in data.get("activity_attempts", {}).items()
         }
-        return WorkflowTask(activation, previous, attempts)
+        return WorkflowTask(activation, previous, attempts, data.get("identity", ""))
     if kind == "attempt_failed":
         failure = Failure()
         failure.ParseFromString(_unb64(data["failure"]))

@@ -131,7 +131,7 @@ class RunMessages:
         if responses and responses[0].HasField("accepted"):
             recorded.jobs[0].do_update.run_validator = False
         self.preactivated = completion
-        return WorkflowTask(recorded, self.unrecorded_completion)
+        return WorkflowTask(recorded, self.unrecorded_completion, identity=self.process.identity)
 
     # Queries ----------------------------------------------------------------------------------
 

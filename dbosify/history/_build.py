@@ -70,6 +70,7 @@ class _OpenTask:
     history_size_bytes: int
     suggest_continue_as_new: bool
     completions: list[WorkflowActivationCompletion | None] = field(default_factory=list)
+    identity: str = ""
     scheduled_event_id: int = 0
     started_event_id: int = 0
 
@@ -145,8 +146,10 @@ class HistoryBuilder:
         )
         self.add(attributes, time_ms=time_ms, user_metadata=metadata)
 
-    def task(self, task: WorkflowTask, completion: WorkflowActivationCompletion | None) -> None:
-        """Write the events of one recorded activation and of the completion that answered it."""
+    def task(self, task: WorkflowTask, completion: WorkflowActivationCompletion | None,
+             identity: str = "") -> None:
+        """Write the events of one recorded activation and of the completion that answered it
+        (``identity``: the worker that ran it, when known)."""
         if self._closed():
             return
         activation = task.activation
@@ -183,6 +186,7 @@ class HistoryBuilder:
             history_size_bytes=activation.history_size_bytes,
             suggest_continue_as_new=activation.continue_as_new_suggested,
             completions=[completion],
+            identity=identity or self.identity,
         )
         if not open_task.transient:
             self._schedule_and_start(open_task)
@@ -212,7 +216,7 @@ class HistoryBuilder:
                         started_event_id=open_task.started_event_id,
                         cause=cause,
                         failure=failed.failed.failure,
-                        identity=self.identity,
+                        identity=open_task.identity,
                     )
                 )
             return
@@ -225,7 +229,7 @@ class HistoryBuilder:
             WorkflowTaskCompletedEventAttributes(
                 scheduled_event_id=open_task.scheduled_event_id,
                 started_event_id=open_task.started_event_id,
-                identity=self.identity,
+                identity=open_task.identity,
                 sdk_metadata=self._sdk_metadata(completions),
             )
         )
@@ -279,7 +283,7 @@ class HistoryBuilder:
         open_task.started_event_id = self.add(
             WorkflowTaskStartedEventAttributes(
                 scheduled_event_id=open_task.scheduled_event_id,
-                identity=self.identity,
+                identity=open_task.identity,
                 history_size_bytes=open_task.history_size_bytes,
                 suggest_continue_as_new=open_task.suggest_continue_as_new,
             )
@@ -446,9 +450,10 @@ def build_history(
     derived from the completions (a terminated or timed-out run has no other). Its id, time and
     references to other events are renumbered here.
 
-    ``identity`` is the worker identity written on workflow-task events (activity events carry
-    the identity of the attempt's record); the started event carries the start request's own
-    identity. ``attempt``, ``continued_from_run_id`` and the ``parent_*`` arguments are the run's
+    Workflow-task events carry the identity of the worker that recorded the task, and
+    ``identity`` where a record names none (records of older dbosify versions); activity events
+    carry the identity of the attempt's record; the started event carries the start request's
+    own identity. ``attempt``, ``continued_from_run_id`` and the ``parent_*`` arguments are the run's
     own (a start request cannot hold them). Event times are the activations' timestamps (which
     Core sets from the workflow task started time), so ``workflow.now()`` replays exactly; a
     close event keeps its own time.
@@ -497,5 +502,7 @@ def build_history(
                 raise ValueError(f"workflow task {i + 1} of run {run_id} lacks previous_completion")
         else:
             completion = final_completion
-        builder.task(task, completion)
+        # Task 0 is derived, not recorded: the worker that recorded task 1 completed it.
+        worker = task.identity or (tasks[1].identity if i == 0 and len(tasks) > 1 else "")
+        builder.task(task, completion, worker)
     return builder.finish()

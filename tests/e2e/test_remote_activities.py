@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 
 from dbosify.client import Client
 from dbosify.worker import Worker
@@ -101,3 +102,20 @@ async def test_cancel_withdraws_an_attempt_no_worker_took(client: Client) -> Non
             id="remote-unclaimed", task_queue=WORKFLOW_QUEUE)
         await handle.signal(CancelRemote.cancel)
         assert await asyncio.wait_for(handle.result(), 30) == "cancelled:CancelledError"
+
+
+async def test_history_names_the_worker_that_ran_each_workflow_task(
+        client: Client, cluster: Cluster) -> None:
+    worker = cluster.start(ACTIVITY_QUEUE, ACTIVITY_IDENTITY)
+    await cluster.ready(worker)
+    # Run by the worker process, read here: the identity is the worker's, not the reader's.
+    handle = await client.start_workflow(RemoteSteps.run, ACTIVITY_QUEUE, id="identity",
+                                         task_queue=ACTIVITY_QUEUE)
+    assert await result_of(handle, cluster) == "r1-r2"
+    history = await handle.fetch_history()
+    task_events = [e for e in history.events if e.event_type in (
+        EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED, EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)]
+    assert len(task_events) == 6
+    assert {e.workflow_task_started_event_attributes.identity
+            or e.workflow_task_completed_event_attributes.identity
+            for e in task_events} == {ACTIVITY_IDENTITY}
