@@ -88,6 +88,8 @@ class RunDriver(RunActivities, RunMessages):
         self.resolved_attempts: dict[int, ActivityAttemptInfo] = {}
         self.pending_updates: list[WorkflowActivationJob] = []
         self.update_inbox_ids: dict[str, int] = {}  # Update id -> its inbox event's id.
+        self.external: dict[tuple[str, int], WorkflowCommand] = {}
+        self.external_sending: set[tuple[str, int]] = set()
         self.preactivated: WorkflowActivationCompletion | None = None
         # The last task, when the run's close records it instead of a DBOS step (CloseRecords).
         self.unrecorded_tasks: list[WorkflowTask] = []
@@ -237,6 +239,12 @@ class RunDriver(RunActivities, RunMessages):
                 self.activities.pop(job.resolve_activity.seq, None)
             elif job.HasField("fire_timer"):
                 self.timers.pop(job.fire_timer.seq, None)
+            elif job.HasField("resolve_signal_external_workflow"):
+                self.external.pop(("signal_external_workflow_execution",
+                                   job.resolve_signal_external_workflow.seq), None)
+            elif job.HasField("resolve_request_cancel_external_workflow"):
+                self.external.pop(("request_cancel_external_workflow_execution",
+                                   job.resolve_request_cancel_external_workflow.seq), None)
 
     async def _apply_step(self, output: dict[str, Any]) -> None:
         self.inbox_cursor = max(self.inbox_cursor, int(output.get("inbox_cursor", 0)))
@@ -419,10 +427,13 @@ class RunDriver(RunActivities, RunMessages):
         elif kind == "update_response":
             self.process.spawn(self.process.record_update_response(self.run_id,
                                                                    command.update_response))
+        elif kind in ("signal_external_workflow_execution",
+                      "request_cancel_external_workflow_execution"):
+            self.external[(kind, getattr(command, kind).seq)] = command
         elif kind in ("respond_to_query", "set_patch_marker") or kind in CLOSING_COMMANDS:
             pass
         elif kind is not None:
-            # Children, external signals/cancels, local activities and Nexus are later issues;
+            # Children, local activities and Nexus are later issues;
             # say so plainly rather than leave the workflow waiting without a word.
             logger.error("workflow %r issued %s, which this dbosify version does not carry out "
                          "yet", self.row.workflow_id, kind)
@@ -523,13 +534,14 @@ class RunDriver(RunActivities, RunMessages):
                 if admitted is not None:
                     return {"records": [admitted.to_record()]}
             self._start_due_attempts(now)
+            self._send_external_commands()
             await self._wait(self._seconds_to_next_deadline(now, poll_s))
 
     async def _wait(self, seconds: float, task_failed: bool = False) -> None:
         self.wake.clear()
         # While a workflow task is failed, outcomes wait for its retry: waiting on them would
         # spin (and freeze the loop).
-        if self.inbox_dirty or (self.outcomes and not task_failed):
+        if self.inbox_dirty or self.pending_jobs or (self.outcomes and not task_failed):
             return
         self.idle = True  # Everything handed to the run so far is recorded.
         try:

@@ -8,7 +8,16 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from temporalio.bridge.proto.workflow_activation import WorkflowActivation, WorkflowActivationJob
+from temporalio.api.workflowservice.v1 import (
+    RequestCancelWorkflowExecutionRequest,
+    SignalWorkflowExecutionRequest,
+)
+from temporalio.bridge.proto.workflow_activation import (
+    ResolveRequestCancelExternalWorkflow,
+    ResolveSignalExternalWorkflow,
+    WorkflowActivation,
+    WorkflowActivationJob,
+)
 from temporalio.bridge.proto.workflow_commands import WorkflowCommand
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 from temporalio.worker import WorkflowInstance
@@ -49,6 +58,11 @@ class RunMessages:
     pending_jobs: list[WorkflowActivationJob]
     pending_updates: list[WorkflowActivationJob]
     update_inbox_ids: dict[str, int]
+    # Signals and cancel requests this run sends to other workflows, by (command kind, seq),
+    # until their resolution is recorded; the ones being sent.
+    external: dict[tuple[str, int], WorkflowCommand]
+    external_sending: set[tuple[str, int]]
+    row: Any
 
     if TYPE_CHECKING:  # Provided by RunDriver.
         def _registration(self) -> Any: ...
@@ -91,6 +105,58 @@ class RunMessages:
         if job is not None:
             (self.pending_updates if job.HasField("do_update") else self.pending_jobs).append(job)
         return None
+
+    # Signals and cancel requests to other workflows --------------------------------------------
+
+    def _send_external_commands(self) -> None:
+        """Send what the run's code asked for and nobody has sent yet (live only: on replay the
+        resolution comes from the records)."""
+        for key, command in self.external.items():
+            if key not in self.external_sending:
+                self.external_sending.add(key)
+                self.process.spawn(self._send_external(key, command))
+
+    async def _send_external(self, key: tuple[str, int], command: WorkflowCommand) -> None:
+        kind, seq = key
+        job = WorkflowActivationJob()
+        resolution: ResolveSignalExternalWorkflow | ResolveRequestCancelExternalWorkflow
+        if kind == "signal_external_workflow_execution":
+            body = command.signal_external_workflow_execution
+            target = body.workflow_execution
+            request = SignalWorkflowExecutionRequest(
+                namespace=target.namespace or self.row.namespace, signal_name=body.signal_name,
+                identity=self.process.identity)
+            request.input.payloads.extend(body.args)
+            for name, value in body.headers.items():
+                request.header.fields[name].CopyFrom(value)
+            inbox_kind, payload = "signal", request.SerializeToString()
+            resolution = job.resolve_signal_external_workflow
+        else:
+            target = command.request_cancel_external_workflow_execution.workflow_execution
+            cancel = RequestCancelWorkflowExecutionRequest(
+                namespace=target.namespace or self.row.namespace,
+                reason=command.request_cancel_external_workflow_execution.reason,
+                identity=self.process.identity)
+            inbox_kind, payload = "cancel", cancel.SerializeToString()
+            resolution = job.resolve_request_cancel_external_workflow
+        resolution.seq = seq
+        # Keyed by this run and seq: sent again after a crash, it is still delivered once.
+        sent_to = await self.process.db_call(
+            self.process.store.send_to_workflow, target.namespace or self.row.namespace,
+            target.workflow_id, target.run_id, inbox_kind, payload,
+            f"{self.run_id}/{kind}/{seq}")
+        if sent_to is None:
+            what = "signal" if inbox_kind == "signal" else "cancel"
+            failure = resolution.failure
+            failure.message = (f"Unable to {what} external workflow because it was not found "
+                               f"(workflow id {target.workflow_id!r})")
+            failure.application_failure_info.type = "ExternalWorkflowExecutionNotFound"
+            failure.application_failure_info.non_retryable = True
+        else:
+            self.process.wake_run(sent_to)
+        self.external.pop(key, None)
+        self.pending_jobs.append(job)
+        self.wake.set()
 
     # Updates ----------------------------------------------------------------------------------
 

@@ -299,6 +299,20 @@ class Store:
         with self.engine.begin() as c:
             return write(c)
 
+    def send_to_workflow(self, namespace: str, workflow_id: str, run_id: str, kind: str,
+                         payload: bytes, dedup_key: str) -> str | None:
+        """Write an event for a running workflow (``run_id`` empty: its current run); the run
+        id it went to, or None when no such run is running."""
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(t.runs).where(
+                t.runs.c.run_id == run_id, t.runs.c.namespace == namespace,
+                t.runs.c.workflow_id == workflow_id)).first() if run_id else \
+                self.latest_run(conn, namespace, workflow_id)
+            if row is None or row.status != RUNNING:
+                return None
+            self.append_inbox(row.run_id, kind, payload, dedup_key, conn=conn)
+            return str(row.run_id)
+
     def read_inbox(self, run_id: str, after_id: int) -> list[InboxEvent]:
         """A run's events with an id above ``after_id``, oldest first."""
         with self.engine.connect() as conn:
