@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-from temporalio.api.enums.v1 import EventType, WorkflowExecutionStatus
+from temporalio.api.enums.v1 import EventType, RetryState, WorkflowExecutionStatus
+from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
 from temporalio.bridge.proto.workflow_commands import (
@@ -15,6 +16,7 @@ from temporalio.bridge.proto.workflow_commands import (
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 
 from dbosify._runtime._records import CloseRecords
+from dbosify._runtime._retry import decide_retry
 from dbosify._runtime._starting import start_run
 from dbosify.history._events import close_event_from_completion
 
@@ -79,6 +81,20 @@ def continuation_request(old: StartWorkflowExecutionRequest,
     return req
 
 
+def retry_request(old: StartWorkflowExecutionRequest, failure: Failure,
+                  delay_ms: int) -> StartWorkflowExecutionRequest:
+    """The start request of a failed run's retry (its ``RetryPolicy``): the same workflow and
+    input, starting after the backoff, with the failure the new run sees as the last one."""
+    req = StartWorkflowExecutionRequest()
+    req.CopyFrom(old)
+    req.request_id = ""
+    req.ClearField("workflow_start_delay")
+    if delay_ms > 0:
+        req.workflow_start_delay.FromMilliseconds(delay_ms)
+    req.continued_failure.CopyFrom(failure)
+    return req
+
+
 class Closer:
     """Writes a run's close and whatever follows from it, in one transaction."""
 
@@ -91,12 +107,27 @@ class Closer:
         process = self.process
         new_request: StartWorkflowExecutionRequest | None = None
         new_run_id: str | None = None
+        attempt = 1
+        retry_state: RetryState.ValueType | None = None
         if command.HasField("continue_as_new_workflow_execution"):
             new_request = continuation_request(driver.start_request,
                                                command.continue_as_new_workflow_execution)
             new_run_id = str(uuid.uuid4())
+        elif command.HasField("fail_workflow_execution") and \
+                driver.start_request.HasField("retry_policy"):
+            failure = command.fail_workflow_execution.failure
+            decision = decide_retry(driver.start_request.retry_policy, driver.row.attempt,
+                                    failure, now_ms=at_ms,
+                                    schedule_to_close_deadline_ms=driver.deadline_ms)
+            if decision.retry:
+                new_request = retry_request(driver.start_request, failure, decision.delay_ms)
+                new_run_id = str(uuid.uuid4())
+                attempt = driver.row.attempt + 1
+            else:
+                retry_state = decision.state
         event = close_event_from_completion(completion, time_ms=at_ms,
-                                            new_execution_run_id=new_run_id)
+                                            new_execution_run_id=new_run_id,
+                                            retry_state=retry_state)
         if event is None:
             return
         status = STATUS_OF_CLOSE_EVENT[event.event_type]
@@ -121,7 +152,7 @@ class Closer:
                 if closed and new_request is not None and new_run_id is not None:
                     start_run(store, new_request, owner=owner, apply_policies=False,
                               run_id=new_run_id, first_execution_run_id=row.first_execution_run_id,
-                              continued_from_run_id=driver.run_id, conn=conn)
+                              continued_from_run_id=driver.run_id, attempt=attempt, conn=conn)
                 if drop_tasks:
                     store.drop_activity_tasks(driver.run_id, conn=conn)
                 return closed

@@ -122,6 +122,8 @@ class RunDriver(RunActivities, RunMessages):
         self.start_request.ParseFromString(self.row.start_request)
         self.deadline_ms = rs.run_deadline_ms(self.start_request, self.row.start_time_ms)
         self.tasks.append(WorkflowTask(rs.initial_activation(self.row, self.start_request)))
+        if not await self._reach_execution_time():
+            return
         await self._feed(0)
         if not self.closed and self.task_failure is None:
             self._start_due_attempts(now_ms())
@@ -150,8 +152,23 @@ class RunDriver(RunActivities, RunMessages):
             recorded = [s["output"] for s in events if s["output"] is not None]
             self._index_recorded(recorded)
         self.tasks.append(WorkflowTask(rs.initial_activation(row, self.start_request)))
-        await self._feed(0)
+        if await self._reach_execution_time():
+            await self._feed(0)
         return await self._run_events()
+
+    async def _reach_execution_time(self) -> bool:
+        """Wait for the run's execution time: a run started with a delay (``start_delay``, or
+        the backoff of a retried run) takes its first workflow task then, as on Temporal.
+        False when the run was closed meanwhile (terminated)."""
+        delay_s = (self.row.execution_time_ms - now_ms()) / 1000
+        if delay_s <= 0:
+            return True
+        await asyncio.sleep(delay_s)
+        row = await self.process.db_call(self.process.store.get_run_by_id, self.run_id)
+        if row is None or row.status != rs.RUNNING:
+            self.closed = True
+            return False
+        return True
 
     async def _run_events(self) -> dict[str, Any] | None:
         while not self.closed:

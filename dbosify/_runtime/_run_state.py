@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from temporalio.api.common.v1 import Payloads, SearchAttributes
-from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.api.enums.v1 import ContinueAsNewInitiator, WorkflowExecutionStatus
 from temporalio.api.workflowservice.v1 import (
     RequestCancelWorkflowExecutionRequest,
     SignalWorkflowExecutionRequest,
@@ -68,6 +68,8 @@ def initial_activation(row: Any, req: StartWorkflowExecutionRequest) -> Workflow
     init.continued_from_execution_run_id = row.continued_from_run_id or ""
     if req.HasField("continued_failure"):
         init.continued_failure.CopyFrom(req.continued_failure)
+        if row.attempt > 1:  # A retry of a failed run (its RetryPolicy).
+            init.continued_initiator = ContinueAsNewInitiator.CONTINUE_AS_NEW_INITIATOR_RETRY
     if req.HasField("last_completion_result"):
         init.last_completion_result.CopyFrom(req.last_completion_result)
     init.first_execution_run_id = row.first_execution_run_id
