@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,8 @@ from dbosify.history._events import close_event_from_completion
 if TYPE_CHECKING:
     from dbosify._runtime._driver import RunDriver
     from dbosify._runtime._process import Process
+
+logger = logging.getLogger("dbosify")
 
 S = WorkflowExecutionStatus
 E = EventType
@@ -164,7 +167,16 @@ class Closer:
         finally:
             process.closing_here.discard(driver.run_id)
         if closed and owner is not None and new_run_id is not None:
-            await process.start_run(new_run_id)
+            try:
+                await process.start_run(new_run_id)
+            except Exception:
+                # The close is written: retrying it cannot help. Give the new run back, so a
+                # worker of its task queue (this one too) claims and starts it.
+                logger.exception("starting run %s (after %s) failed; releasing it to any worker",
+                                 new_run_id, driver.run_id)
+                await process.db_call(process.store.release_runs, [new_run_id],
+                                      process.executor_id)
+                process.wake_dispatch()
 
     async def close_with_event(self, run_id: str, event: HistoryEvent, at_ms: int,
                                history_length: int) -> None:

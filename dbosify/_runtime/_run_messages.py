@@ -1,6 +1,7 @@
 """The message side of a run: its inbox (signals, cancel requests, terminations, activity
-results from other processes), updates (validated live, recorded only once accepted) and queries
-(answered on the live instance, never recorded).
+results from other processes), the signals and cancel requests it sends other workflows, updates
+(validated live, recorded only once accepted) and queries (answered on the live instance, never
+recorded).
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ if TYPE_CHECKING:
 
 
 class RunMessages:
-    """Inbox, updates and queries of a :class:`~dbosify._runtime._driver.RunDriver` (a mixin:
-    the driver owns the state declared here)."""
+    """Inbox, messages to other workflows, updates and queries of a
+    :class:`~dbosify._runtime._driver.RunDriver` (a mixin: the driver owns the state declared
+    here)."""
 
     process: Process
     run_id: str
