@@ -41,6 +41,7 @@ from dbosify._runtime._records import (
 )
 from dbosify._runtime._run_activities import ActivityState, RunActivities
 from dbosify._runtime._run_messages import RunMessages
+from dbosify._runtime._run_waiting import RunWaiting
 from dbosify._store._store import now_ms
 
 if TYPE_CHECKING:
@@ -53,12 +54,11 @@ EVENT_STEP = "dbosify.event"
 
 _TASK_RETRY_FIRST_MS = 1000
 _TASK_RETRY_MAX_MS = 30_000
-_INBOX_SAFETY_S = 5.0
 _CLOSE_RETRY_FIRST_S = 0.5
 _CLOSE_RETRY_MAX_S = 30.0
 
 
-class RunDriver(RunActivities, RunMessages):
+class RunDriver(RunWaiting, RunActivities, RunMessages):
     """Runs one workflow run in this process."""
 
     def __init__(self, process: Process, run_id: str, *, recovering: bool,
@@ -504,120 +504,6 @@ class RunDriver(RunActivities, RunMessages):
             RetryState.RETRY_STATE_TIMEOUT
         await self.visibility_written()
         await self.process.close_run_with_event(self, event, at_ms)
-
-    # The live step: wait for the next event ---------------------------------------------------
-
-    async def _next_event(self) -> dict[str, Any]:
-        records: list[dict[str, Any]] = []
-        poll_s = _INBOX_SAFETY_S
-        while True:
-            now = now_ms()
-            if self.task_failure is not None:
-                if now >= self.task_retry_ms and await self._retry_failed_task():
-                    continue
-                if self.inbox_dirty:
-                    # Messages wait for the retried task; a terminate ends the run now.
-                    stop = await self._read_inbox()
-                    if stop is not None:
-                        return {"records": records, **stop}
-                await self._wait(min(max(self.task_retry_ms - now, 1) / 1000, poll_s),
-                                 task_failed=True)
-                continue
-            if self.inbox_dirty:
-                stop = await self._read_inbox()
-                if stop is not None:
-                    return {"records": records, **stop}
-            if self.deadline_ms is not None and now >= self.deadline_ms:
-                return {"records": records, "timed_out": now}
-            jobs = self._collect_jobs(now, records)
-            if jobs:
-                activation = WorkflowActivation(run_id=self.run_id,
-                                                history_length=self.history_length)
-                activation.timestamp.FromMilliseconds(now)
-                activation.jobs.extend(jobs)
-                attempts = {
-                    j.resolve_activity.seq: self.resolved_attempts.pop(j.resolve_activity.seq)
-                    for j in jobs if j.HasField("resolve_activity")
-                    and j.resolve_activity.seq in self.resolved_attempts
-                }
-                task = WorkflowTask(activation, self.unrecorded_completion, attempts,
-                                    self.process.identity)
-                records.append(task.to_record())
-                return {"records": records}
-            if records:
-                return {"records": records}
-            while self.pending_updates:
-                admitted = await self._admit_update(self.pending_updates.pop(0), now)
-                if admitted is not None:
-                    return {"records": [admitted.to_record()]}
-            self._start_due_attempts(now)
-            self._send_external_commands()
-            await self._wait(self._seconds_to_next_deadline(now, poll_s))
-
-    async def _wait(self, seconds: float, task_failed: bool = False) -> None:
-        self.wake.clear()
-        # While a workflow task is failed, outcomes wait for its retry: waiting on them would
-        # spin (and freeze the loop).
-        if self.inbox_dirty or self.pending_jobs or (self.outcomes and not task_failed):
-            return
-        self.idle = True  # Everything handed to the run so far is recorded.
-        try:
-            await asyncio.wait_for(self.wake.wait(), max(seconds, 0.0))
-        except asyncio.TimeoutError:
-            # Wake-ups come in-process, by NOTIFY, or from the process's SQLite poll; a rare
-            # look of our own covers one lost while a listener reconnected.
-            loop = asyncio.get_running_loop()
-            if loop.time() - self.inbox_read_at >= _INBOX_SAFETY_S:
-                self.inbox_dirty = True
-        finally:
-            self.idle = False
-        task = asyncio.current_task()
-        if task is not None and getattr(task, "cancelling", lambda: 0)():
-            # Python 3.11's wait_for drops a cancel racing the wake-up (bpo-42130).
-            raise asyncio.CancelledError
-
-    def _seconds_to_next_deadline(self, now: int, cap: float) -> float:
-        deadlines = list(self.timers.values())
-        for act in self.activities.values():
-            if act.resolved:
-                continue
-            if act.task is None and act.remote_since_ms is None:
-                deadlines.append(act.next_attempt_ms)
-            s2c = act.schedule_to_close_deadline_ms
-            if s2c is not None:
-                deadlines.append(s2c)
-            if act.remote_since_ms is not None and not act.cancel_sent and \
-                    act.command.HasField("schedule_to_start_timeout"):
-                s2s = int(act.command.schedule_to_start_timeout.ToMilliseconds())
-                if s2s > 0:
-                    deadlines.append(act.remote_since_ms + s2s)
-        if self.deadline_ms is not None:
-            deadlines.append(self.deadline_ms)
-        if not deadlines:
-            return cap
-        return min(max(min(deadlines) - now, 0) / 1000, cap)
-
-    def _collect_jobs(self, now: int, records: list[dict[str, Any]]) -> list[WorkflowActivationJob]:
-        jobs: list[WorkflowActivationJob] = list(self.pending_jobs)
-        self.pending_jobs.clear()
-        outcomes, self.outcomes = self.outcomes, []
-        for seq, attempt, outcome in outcomes:
-            job = self._on_outcome(seq, attempt, outcome, now, records)
-            if job is not None:
-                jobs.append(job)
-        for seq, at in sorted(self.timers.items(), key=lambda kv: (kv[1], kv[0])):
-            if at <= now:
-                del self.timers[seq]
-                job = WorkflowActivationJob()
-                job.fire_timer.seq = seq
-                jobs.append(job)
-        for act in list(self.activities.values()):
-            if act.resolved:
-                continue
-            job = self._cancel_or_timeout(act, now)
-            if job is not None:
-                jobs.append(job)
-        return jobs
 
 
 def _recorded(event: dict[str, Any]) -> dict[str, Any]:
