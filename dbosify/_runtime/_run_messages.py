@@ -122,11 +122,12 @@ class RunMessages:
         kind, seq = key
         job = WorkflowActivationJob()
         resolution: ResolveSignalExternalWorkflow | ResolveRequestCancelExternalWorkflow
+        target = getattr(command, kind).workflow_execution
+        namespace = target.namespace or self.row.namespace
         if kind == "signal_external_workflow_execution":
             body = command.signal_external_workflow_execution
-            target = body.workflow_execution
             request = SignalWorkflowExecutionRequest(
-                namespace=target.namespace or self.row.namespace, signal_name=body.signal_name,
+                namespace=namespace, signal_name=body.signal_name,
                 identity=self.process.identity)
             request.input.payloads.extend(body.args)
             for name, value in body.headers.items():
@@ -134,9 +135,8 @@ class RunMessages:
             inbox_kind, payload = "signal", request.SerializeToString()
             resolution = job.resolve_signal_external_workflow
         else:
-            target = command.request_cancel_external_workflow_execution.workflow_execution
             cancel = RequestCancelWorkflowExecutionRequest(
-                namespace=target.namespace or self.row.namespace,
+                namespace=namespace,
                 reason=command.request_cancel_external_workflow_execution.reason,
                 identity=self.process.identity)
             inbox_kind, payload = "cancel", cancel.SerializeToString()
@@ -144,7 +144,7 @@ class RunMessages:
         resolution.seq = seq
         # Keyed by this run and seq: sent again after a crash, it is still delivered once.
         sent_to = await self.process.db_call(
-            self.process.store.send_to_workflow, target.namespace or self.row.namespace,
+            self.process.store.send_to_workflow, namespace,
             target.workflow_id, target.run_id, inbox_kind, payload,
             f"{self.run_id}/{kind}/{seq}")
         if sent_to is None:

@@ -405,11 +405,11 @@ class Store:
         and return the reason its run asks it to stop, if it does (NOT_FOUND, 0, when the task
         is gone: its run closed)."""
         at = t.activity_tasks
-        with self.engine.connect() as conn:
+        with self.engine.begin() as conn:
             row = conn.execute(sa.select(at.c.cancel_reason).where(at.c.id == task_id)).first()
-        if row is None:
-            return 0
-        self.save_heartbeat(run_id, seq, details)
+            if row is None:
+                return 0
+            self.save_heartbeat(run_id, seq, details, conn=conn)
         return int(row[0]) if row[0] is not None else None
 
     def cancelled_activity_tasks(self, task_ids: Sequence[int]) -> dict[int, int]:
@@ -501,15 +501,19 @@ class Store:
 
     # Heartbeat details -----------------------------------------------------------------------
 
-    def save_heartbeat(self, run_id: str, seq: int, details: bytes) -> None:
+    def save_heartbeat(self, run_id: str, seq: int, details: bytes,
+                       conn: sa.Connection | None = None) -> None:
         """Keep an activity's latest heartbeat details for its next attempt, even after a crash."""
-        with self.engine.begin() as conn:
-            updated = conn.execute(sa.update(t.heartbeats).where(
-                t.heartbeats.c.run_id == run_id, t.heartbeats.c.seq == seq)
-                .values(details=details, updated_ms=now_ms())).rowcount
-            if not updated:
-                conn.execute(sa.insert(t.heartbeats).values(run_id=run_id, seq=seq,
-                                                            details=details, updated_ms=now_ms()))
+        if conn is None:
+            with self.engine.begin() as c:
+                return self.save_heartbeat(run_id, seq, details, conn=c)
+        updated = conn.execute(sa.update(t.heartbeats).where(
+            t.heartbeats.c.run_id == run_id, t.heartbeats.c.seq == seq)
+            .values(details=details, updated_ms=now_ms())).rowcount
+        if not updated:
+            conn.execute(sa.insert(t.heartbeats).values(run_id=run_id, seq=seq,
+                                                        details=details, updated_ms=now_ms()))
+        return None
 
     def load_heartbeat(self, run_id: str, seq: int) -> bytes | None:
         """An activity's saved heartbeat details, if any."""
