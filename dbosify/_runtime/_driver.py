@@ -91,6 +91,7 @@ class RunDriver(RunWaiting, RunActivities, RunMessages):
         self.external: dict[tuple[str, int], WorkflowCommand] = {}
         self.external_sending: set[tuple[str, int]] = set()
         self.preactivated: WorkflowActivationCompletion | None = None
+        self.live_task: WorkflowTask | None = None
         # The last task, when the run's close records it instead of a DBOS step (CloseRecords).
         self.unrecorded_tasks: list[WorkflowTask] = []
         self.close_task: asyncio.Future[None] | None = None
@@ -196,13 +197,11 @@ class RunDriver(RunWaiting, RunActivities, RunMessages):
         """Activate a live event's task before it is recorded. When the code then closes the
         run (and does nothing else), the close records the task and no step is taken; otherwise
         the completion waits in ``preactivated`` for the step (:meth:`_apply_step`)."""
-        records = event.get("records", [])
-        if (len(records) != 1 or set(event) != {"records", "inbox_cursor"}
+        task = self.live_task
+        if (task is None or len(event.get("records", [])) != 1
+                or set(event) != {"records", "inbox_cursor"}
                 or self.instance is None or self.preactivated is not None
                 or self.task_failure is not None):
-            return False
-        task = record_from_dict(records[0])
-        if not isinstance(task, WorkflowTask):
             return False
         index = len(self.tasks)
         completion = await self._activate_task(index, task)

@@ -43,6 +43,8 @@ class RunWaiting:
     outcomes: list[tuple[int, int, AttemptOutcome]]
     timers: dict[int, int]
     activities: dict[int, ActivityState]
+    live_task: WorkflowTask | None
+    """The task the last event made, as built (its record is the step's output)."""
 
     if TYPE_CHECKING:  # Provided by RunDriver and the other mixins.
         async def _retry_failed_task(self) -> bool: ...
@@ -58,6 +60,7 @@ class RunWaiting:
 
     async def _next_event(self) -> dict[str, Any]:
         records: list[dict[str, Any]] = []
+        self.live_task = None
         poll_s = _INBOX_SAFETY_S
         while True:
             now = now_ms()
@@ -92,6 +95,7 @@ class RunWaiting:
                 task = WorkflowTask(activation, self.unrecorded_completion, attempts,
                                     self.process.identity)
                 records.append(task.to_record())
+                self.live_task = task
                 return {"records": records}
             if records:
                 return {"records": records}
