@@ -217,9 +217,12 @@ class Process(ProcessMessaging):
         if getattr(worker, "identity", None):
             self.identity = worker.identity
         await self._ensure_dbos()
-        self.workers.append(worker)
+        # Registered before the worker serves anything: this process owns no run of it until
+        # its row exists, which is how peers tell a new process from a dead one
+        # (Store.dead_processes).
         await self.db_call(self.store.register_process, self.executor_id, self.identity,
-                           self.workflow_queues() | self.activity_queues())
+                           self.workflow_queues() | self.activity_queues() | {worker.task_queue})
+        self.workers.append(worker)
         if self._maintain_task is None or self._maintain_task.done():
             self._wake_maintain = asyncio.Event()
             self._maintain_task = loop.create_task(self._maintain())

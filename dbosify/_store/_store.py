@@ -552,10 +552,13 @@ class Store:
         host = socket.gethostname()
         cutoff = now_ms() - lease_ms
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(t.processes).where(t.processes.c.executor_id != me)).all()
+            # Owners first: a process registers before it owns a run, so every owner read here
+            # is in the process rows read next. Read the other way round, a worker registering
+            # and claiming in between would look unregistered, hence dead, and lose its runs.
             owners = {r[0] for r in conn.execute(
                 sa.select(t.runs.c.owner).where(t.runs.c.status == RUNNING,
                                                 t.runs.c.owner.is_not(None)).distinct())}
+            rows = conn.execute(sa.select(t.processes).where(t.processes.c.executor_id != me)).all()
         known = {r.executor_id for r in rows}
         dead = [r.executor_id for r in rows
                 if r.stopped or r.heartbeat_ms < cutoff
