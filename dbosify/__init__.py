@@ -30,7 +30,10 @@ its imports::
 
 ``dbosify.workflow``, ``dbosify.activity``, ``dbosify.common``, ``dbosify.exceptions`` and
 ``dbosify.converter`` re-export temporalio's own objects, so types, decorators and exceptions are
-the very same as temporalio's.
+the very same as temporalio's. Every other module of temporalio is importable under the same name
+(``dbosify.envconfig``, ``dbosify.api.common.v1``, ``dbosify.contrib.pydantic``,
+``dbosify.runtime`` ...) and *is* temporalio's module; only ``client``, ``worker``, ``testing``
+and ``service`` are dbosify's own, with temporalio's names.
 
 Importing this package imports nothing else: the client, the worker and the engine load only when
 their modules are imported.
@@ -40,6 +43,10 @@ __version__ = "0.1.0"
 
 # dbosify's own errors (bad database URL, unreachable database, a second database in one
 # process); everything Temporal raises keeps temporalio's types (dbosify.exceptions).
+from dbosify import _aliases
 from dbosify._exceptions import ConfigurationError, DatabaseError, DbosifyError
+
+# ``import dbosify.X`` gives ``temporalio.X`` for every module dbosify has no own version of.
+_aliases.install()
 
 __all__ = ["ConfigurationError", "DatabaseError", "DbosifyError", "__version__"]

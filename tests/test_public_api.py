@@ -1,9 +1,11 @@
 """dbosify's Temporal surface is temporalio's own: export lists pinned, identities, headless imports.
 
-DESIGN §1 and §2: ``dbosify.{activity,workflow,common,exceptions,converter,testing}`` keep
-temporalio's names and re-export temporalio's very objects, so a Temporal program changes only its
-imports. These tests fail when temporalio gains or loses a public name (an upgrade must be looked
-at), when dbosify drops or adds one, or when an object is not temporalio's own.
+DESIGN §1 and §2: ``dbosify.{activity,workflow,common,exceptions,converter,testing,client,worker,
+service}`` keep temporalio's names and re-export temporalio's very objects (except the few classes
+dbosify must replace, recorded below with the reason), so a Temporal program changes only its
+imports; every other temporalio module imports under dbosify's name as temporalio's own module.
+These tests fail when temporalio gains or loses a public name (an upgrade must be looked at), when
+dbosify drops or adds one, or when an object is not temporalio's own.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 import temporalio.activity
+import temporalio.api.common.v1
 import temporalio.common
 import temporalio.converter
 import temporalio.exceptions
@@ -39,7 +43,8 @@ import dbosify.workflow
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Public modules that mirror a temporalio module of the same name.
-MIRRORED = ("activity", "workflow", "common", "exceptions", "converter", "testing")
+MIRRORED = ("activity", "workflow", "common", "exceptions", "converter", "testing", "client",
+            "worker", "service")
 
 # Public temporalio names that dbosify deliberately does not export, with the reason. A gap must be
 # a real public name of temporalio's module (a stale entry fails) and must not be exported.
@@ -65,6 +70,39 @@ OWN: dict[str, dict[str, str]] = {
             "an embedded database instead"
         ),
     },
+    "client": {
+        "Client": (
+            "temporalio's connect() dials a Temporal server; dbosify's opens a database (a URL, "
+            "or the configured one for a Temporal address), and the client is an async context "
+            "manager with close(); everything else is temporalio's code"
+        ),
+    },
+    "service": {
+        "ServiceClient": (
+            "temporalio's connect() opens a gRPC connection; dbosify's opens the database"
+        ),
+    },
+}
+
+# Replaced by a class of dbosify's own that is no subclass of temporalio's, with the reason.
+STANDALONE: dict[str, dict[str, str]] = {
+    "worker": {
+        "Worker": (
+            "temporalio's Worker polls a Temporal server through the Rust Core; dbosify's takes "
+            "the same arguments (its first may also be a database URL, a DBOS config dict or "
+            "None) and runs workflows and activities on the database"
+        ),
+    },
+}
+
+# Names dbosify exports beyond temporalio's module, with the reason.
+EXTRAS: dict[str, dict[str, str]] = {
+    "converter": {
+        "Payload": (
+            "temporalio.api.common.v1.Payload, which converters and codecs take and return; the "
+            "earlier dbosify exported it here and programs written for it import it from here"
+        ),
+    },
 }
 
 # What a headless worker must never import (DESIGN §1: only the notebook layer may).
@@ -79,6 +117,7 @@ LIGHT_MODULES = (
     "dbosify.common",
     "dbosify.exceptions",
     "dbosify.converter",
+    "dbosify.service",
 )
 ENGINE_MODULES = (
     "dbos",
@@ -168,9 +207,18 @@ def test_exports_are_temporalios(name: str) -> None:
         assert reason.strip(), f"gap {name}.{gap} needs a reason"
         assert not hasattr(ours, gap), f"dbosify.{name}.{gap} is recorded as a gap but exported"
 
-    exported: list[str] = ours.__all__
-    assert len(exported) == len(set(exported)), f"duplicates in dbosify.{name}.__all__"
-    expected = public - set(gaps)
+    extras = EXTRAS.get(name, {})
+    assert not set(extras) & public, f"extras of dbosify.{name} that temporalio.{name} has"
+    for extra_name, reason in extras.items():
+        assert reason.strip(), f"extra {name}.{extra_name} needs a reason"
+
+    all_names: list[str] = ours.__all__
+    assert len(all_names) == len(set(all_names)), f"duplicates in dbosify.{name}.__all__"
+    # temporalio.client lists a few underscore helpers in its __all__; they are kept, identical.
+    private = [n for n in all_names if n.startswith("_")]
+    assert set(private) <= set(getattr(theirs, "__all__", ())), private
+    exported = [n for n in all_names if not n.startswith("_")]
+    expected = (public - set(gaps)) | set(extras)
     missing = expected - set(exported)
     extra = set(exported) - expected
     assert not missing, f"dbosify.{name} lacks temporalio.{name}'s {sorted(missing)}"
@@ -181,11 +229,16 @@ def test_exports_are_temporalios(name: str) -> None:
     assert bound == set(exported), f"dbosify.{name} binds {sorted(bound - set(exported))}"
 
     own = OWN.get(name, {})
+    standalone = STANDALONE.get(name, {})
+    for replaced, reason in {**own, **standalone}.items():
+        assert reason.strip() and replaced in public, replaced
+        assert getattr(ours, replaced) is not getattr(theirs, replaced), replaced
     for replaced in own:
         assert issubclass(getattr(ours, replaced), getattr(theirs, replaced)), \
             f"dbosify.{name}.{replaced} must subclass temporalio's"
-    different = [n for n in exported
-                 if n not in own and getattr(ours, n) is not getattr(theirs, n)]
+    different = [n for n in private + exported
+                 if n not in own and n not in standalone and n not in extras
+                 and getattr(ours, n) is not getattr(theirs, n)]
     assert not different, f"dbosify.{name} objects that are not temporalio's: {different}"
 
 
@@ -235,6 +288,7 @@ def test_key_objects_are_temporalios() -> None:
         (dbosify.converter.DefaultFailureConverter, temporalio.converter.DefaultFailureConverter),
         (dbosify.converter.default, temporalio.converter.default),
         (dbosify.testing.ActivityEnvironment, temporalio.testing.ActivityEnvironment),
+        (dbosify.converter.Payload, temporalio.api.common.v1.Payload),
     ]
     for ours, theirs in pairs:
         assert ours is theirs, f"{ours!r} is not temporalio's {theirs!r}"
@@ -334,3 +388,98 @@ def test_later_modules_import_headless(module: str) -> None:
     attempted, loaded = _import_in_subprocess(("dbosify", module))
     assert not attempted, f"importing {module} tried to import {attempted}"
     assert not _top_level_hits(loaded, NOTEBOOK_ONLY)
+
+
+# Every module temporalio's package holds, by walking it as pkgutil does (in a fresh interpreter,
+# so the walk's own imports do not leak into the next probe).
+_WALK_PROBE = """
+import json, pkgutil, temporalio
+found = pkgutil.walk_packages(temporalio.__path__, "temporalio.", onerror=lambda name: None)
+print(json.dumps(sorted(m.name[len("temporalio."):] for m in found)))
+"""
+
+# Imports each module first as dbosify.X (in a fresh interpreter, so an alias's failure is its
+# own), then as temporalio.X, and reports the outcome of each and whether they are one object.
+_ALIAS_PROBE = """
+import importlib, json, sys
+
+def outcome(name):
+    try:
+        importlib.import_module(name)
+        return None
+    except BaseException as err:
+        return f"{type(err).__name__}: {err}"
+
+report = {}
+for name in json.loads(sys.stdin.read()):
+    ours, theirs = outcome("dbosify." + name), outcome("temporalio." + name)
+    module = sys.modules.get("dbosify." + name)
+    report[name] = {
+        "ours": ours, "theirs": theirs,
+        "same": module is not None and module is sys.modules.get("temporalio." + name),
+        "own": module is not None and module.__name__ == "dbosify." + name,
+    }
+print(json.dumps(report))
+"""
+
+# temporalio modules dbosify defines itself; every other one is temporalio's under an alias.
+OWN_MODULES = {*MIRRORED, "client._client", "worker._worker", "testing._workflow"}
+
+
+def _probe(code: str, stdin: str = "") -> Any:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-c", code], input=stdin, capture_output=True,
+                          text=True, cwd=REPO_ROOT, env=env, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_every_temporalio_module_imports_under_dbosify() -> None:
+    """``import dbosify.X`` for every module X of temporalio's package: temporalio's very module,
+    or dbosify's own for the modules it must change; a module that cannot be imported (a contrib
+    module whose optional dependency is missing) fails exactly as temporalio's."""
+    names: list[str] = _probe(_WALK_PROBE)
+    assert len(names) > 300 and {"envconfig", "contrib.pydantic", "api.common.v1", "runtime",
+                                 "worker.workflow_sandbox", "client._impl"} <= set(names)
+    report: dict[str, dict[str, Any]] = _probe(_ALIAS_PROBE, json.dumps(names))
+    differ = {n: (r["ours"], r["theirs"]) for n, r in report.items() if r["ours"] != r["theirs"]}
+    assert not differ, f"imports that differ between dbosify and temporalio: {differ}"
+    failing = {n for n, r in report.items() if r["theirs"] is not None}
+    # temporalio's own broken or optional modules (proto packages with missing deps, contrib
+    # integrations whose library is not installed here); the same set must fail for dbosify.
+    assert "contrib.pydantic" not in failing and "envconfig" not in failing
+    own = {n for n, r in report.items() if r["own"]}
+    assert own == OWN_MODULES, own
+    not_same = sorted(n for n, r in report.items()
+                      if r["theirs"] is None and n not in own and not r["same"])
+    assert not not_same, f"aliases that are not temporalio's module object: {not_same}"
+
+
+def test_alias_is_temporalios_module() -> None:
+    import dbosify.api.common.v1
+    import dbosify.envconfig
+    import temporalio.api.common.v1
+    import temporalio.envconfig
+    from dbosify.contrib.pydantic import pydantic_data_converter
+    from dbosify.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+    assert dbosify.envconfig is temporalio.envconfig
+    assert dbosify.api.common.v1 is temporalio.api.common.v1
+    # temporalio's module keeps its own identity (the import system's spec is given back).
+    assert dbosify.envconfig.__name__ == "temporalio.envconfig"
+    assert dbosify.envconfig.__spec__ is not None
+    assert dbosify.envconfig.__spec__.name == "temporalio.envconfig"
+    assert importlib.reload(temporalio.envconfig) is temporalio.envconfig
+    import temporalio.contrib.pydantic
+    import temporalio.worker.workflow_sandbox
+    assert pydantic_data_converter is temporalio.contrib.pydantic.pydantic_data_converter
+    assert SandboxedWorkflowRunner is temporalio.worker.workflow_sandbox.SandboxedWorkflowRunner
+    # dbosify's own modules win, and its private modules are never temporalio's.
+    import dbosify.client._client
+    assert dbosify.client._client.__name__ == "dbosify.client._client"
+    with pytest.raises(ModuleNotFoundError, match=r"dbosify\._nothing"):
+        importlib.import_module("dbosify._nothing")
+    with pytest.raises(ModuleNotFoundError, match=r"dbosify\.nothing"):
+        importlib.import_module("dbosify.nothing")

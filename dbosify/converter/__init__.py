@@ -3,8 +3,13 @@
 Every name here is temporalio's own object, re-exported (``dbosify.converter.DataConverter is
 temporalio.converter.DataConverter``), so a ``DataConverter`` configured for temporalio's
 ``Client`` or ``Worker`` is passed unchanged to dbosify's.
+
+One extra: ``Payload``, temporalio's protobuf payload type
+(``temporalio.api.common.v1.Payload``), which payload converters and codecs take and return; the
+earlier dbosify offered it here, and programs written for it import it from here.
 """
 
+from temporalio.api.common.v1 import Payload
 from temporalio.converter import (
     ActivitySerializationContext,
     AdvancedJSONEncoder,
@@ -68,6 +73,7 @@ __all__ = [
     "JSONTypeConverter",
     "JSONTypeConverterUnhandled",
     "NexusSerializationContext",
+    "Payload",
     "PayloadCodec",
     "PayloadConverter",
     "SerializationContext",
