@@ -36,6 +36,7 @@ from dbosify._runtime._driver import RunDriver
 from dbosify._runtime._instance import WorkflowRegistration
 from dbosify._runtime._messaging import ProcessMessaging
 from dbosify._runtime._records import RECORD_FORMAT
+from dbosify._runtime._scheduler import run_scheduler
 from dbosify._store._database import DatabaseURL
 from dbosify._store._store import Store
 
@@ -462,6 +463,7 @@ class Process(ProcessMessaging):
         loop = asyncio.get_running_loop()
         while True:
             try:
+                run_scheduler(self)  # Schedules fire wherever a worker runs.
                 now = loop.time()
                 queues = self.workflow_queues()
                 if now - last_takeover >= min(self.lease_s / 4, 2.0):

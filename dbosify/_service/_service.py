@@ -74,6 +74,7 @@ from dbosify._service import _updates, _visibility_rpc
 from dbosify._service._describe import describe_run
 from dbosify._service._errors import already_started, invalid_argument, not_found, rpc_error
 from dbosify._service._history import RecordReader, replay_query
+from dbosify._service._schedules import ScheduleService
 
 S = WorkflowExecutionStatus
 RUNNING = S.WORKFLOW_EXECUTION_STATUS_RUNNING
@@ -95,7 +96,7 @@ class _ClosedRun:
         self.history_length = history_length + 1
 
 
-class DatabaseService(temporalio.service.ServiceClient):
+class DatabaseService(ScheduleService, temporalio.service.ServiceClient):
     """A Temporal service client whose server is the database."""
 
     def __init__(self, process: Process, config: temporalio.service.ConnectConfig) -> None:

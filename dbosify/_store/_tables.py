@@ -184,3 +184,53 @@ processes = sa.Table(
     sa.Column("heartbeat_ms", sa.BigInteger, nullable=False),
     sa.Column("stopped", sa.Boolean, nullable=False, server_default=sa.false()),
 )
+
+schedules = sa.Table(
+    "dbosify_schedules",
+    metadata,
+    # Temporal schedules (DESIGN §9.4). Any process with a worker fires a due schedule: it locks
+    # the row, starts the runs and advances next_due_ms in one transaction, so a due time fires
+    # once however many processes serve the database.
+    sa.Column("namespace", sa.String(255), primary_key=True),
+    sa.Column("schedule_id", sa.String(1000), primary_key=True),
+    # Serialized temporalio.api.schedule.v1.Schedule (spec normalized as Temporal keeps it:
+    # cron strings compiled into calendars), policies, action and state.
+    sa.Column("schedule", sa.LargeBinary, nullable=False),
+    # Serialized temporalio.api.schedule.v1.ScheduleInfo: counters and create/update times.
+    sa.Column("info", sa.LargeBinary, nullable=False),
+    # Serialized Memo and SearchAttributes of the schedule itself.
+    sa.Column("memo", sa.LargeBinary, nullable=True),
+    sa.Column("search_attributes", sa.LargeBinary, nullable=True),
+    # The next time the spec acts (nominal) and when it is due (plus jitter); NULL: never again.
+    sa.Column("next_nominal_ms", sa.BigInteger, nullable=True),
+    sa.Column("next_due_ms", sa.BigInteger, nullable=True),
+    # JSON: runs this schedule started that may still be running, and starts buffered by the
+    # overlap policy until they end (dbosify._runtime._scheduler).
+    sa.Column("running", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("buffer", sa.Text, nullable=False, server_default="[]"),
+    # Set while a firing process must look at the schedule before its next due time (buffered
+    # starts, or runs to watch for pause-on-failure).
+    sa.Column("attention", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("request_id", sa.String(255), nullable=True),
+    # Bumped by every write: Temporal's conflict token, and a guard against a lost update.
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+)
+sa.Index("dbosify_schedules_due", schedules.c.next_due_ms)
+
+schedule_actions = sa.Table(
+    "dbosify_schedule_actions",
+    metadata,
+    # The recent actions of each schedule (the runs it started), newest kept.
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("namespace", sa.String(255), nullable=False),
+    sa.Column("schedule_id", sa.String(1000), nullable=False),
+    sa.Column("nominal_ms", sa.BigInteger, nullable=False),
+    sa.Column("scheduled_ms", sa.BigInteger, nullable=False),
+    sa.Column("actual_ms", sa.BigInteger, nullable=False),
+    sa.Column("workflow_id", sa.String(1000), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+)
+sa.Index("dbosify_schedule_actions_by_schedule", schedule_actions.c.namespace,
+         schedule_actions.c.schedule_id, schedule_actions.c.id)
