@@ -5,6 +5,53 @@ Everything here is usable without IPython: the magics (``dbosify.magics``) and w
 functions that return DataFrames.
 """
 
+from dbosify.notebook._cells import CellModule
+from dbosify.notebook._config import Dbosify, NotebookUsageError
+from dbosify.notebook._frames import history_frame, load_history, runs_frame
+from dbosify.notebook._handle import RunHandle
 from dbosify.notebook._loop import BackgroundLoop, background_loop, run_sync
+from dbosify.notebook._session import (
+    RestoreReport,
+    Session,
+    Status,
+    cancel,
+    close,
+    connect,
+    current_session,
+    define,
+    query,
+    result,
+    signal,
+    start,
+    status,
+    terminate,
+    update,
+)
 
-__all__ = ["BackgroundLoop", "background_loop", "run_sync"]
+__all__ = [
+    "BackgroundLoop",
+    "CellModule",
+    "Dbosify",
+    "NotebookUsageError",
+    "RestoreReport",
+    "RunHandle",
+    "Session",
+    "Status",
+    "background_loop",
+    "cancel",
+    "close",
+    "connect",
+    "current_session",
+    "define",
+    "history_frame",
+    "load_history",
+    "query",
+    "result",
+    "run_sync",
+    "runs_frame",
+    "signal",
+    "start",
+    "status",
+    "terminate",
+    "update",
+]
