@@ -7,6 +7,7 @@ answers); the rest check firing, overlap policies, catch-up, limits and bad inpu
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
@@ -248,7 +249,7 @@ async def test_interval_fires_every_due_time_once(client: Client) -> None:
     times = [r.scheduled_at for r in desc.info.recent_actions]
     assert times == sorted(times)
     assert all(t.microsecond == 0 for t in times)
-    assert all(b - a == timedelta(seconds=1) for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a == timedelta(seconds=1) for a, b in itertools.pairwise(times))
     ids = [r.workflow_id for r in _runs(desc)]
     assert len(set(ids)) == len(ids) == desc.info.num_actions
 
