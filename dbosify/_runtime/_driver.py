@@ -1,17 +1,21 @@
 """The body of one run: the activation loop (DESIGN §4, §9.1, §9.5).
 
 A run is one DBOS workflow whose body is :meth:`RunDriver.run`. Every event its code observes
-after the first is the output of one DBOS step (``dbosify.event``): live, the driver waits for the
-next event, then records it; on recovery DBOS hands back the recorded outputs in order, and the
-same activations are fed to a fresh instance. Commands are acted upon only once the run is live
-again, so a recovered run never repeats an activity whose outcome is recorded. A last event whose
-code only closes the run is recorded by the close instead (``CloseRecords``).
+after the first is the output of one DBOS step (``dbosify.event``) that also holds the completion
+the code answered it with: live, the driver waits for the next event, activates it unseen, records
+both in one commit, and only then acts on the commands; on recovery DBOS hands back the recorded
+outputs in order, and the same activations are fed to a fresh instance, checked against their
+recorded commands. Commands are acted upon only once recorded and once the run is live again, so a
+recovered run never repeats an activity whose outcome is recorded, and never misses one that was
+scheduled. A last event whose code only closes the run is recorded by the close instead
+(``CloseRecords``). The first activation's completion is an input of the DBOS workflow.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from dbos import DBOS
@@ -32,12 +36,17 @@ from temporalio.worker import WorkflowInstance
 from dbosify._runtime import _run_state as rs
 from dbosify._runtime._activities import AttemptOutcome
 from dbosify._runtime._commands import CLOSING_COMMANDS, commands_of, first_difference
+from dbosify._runtime._held_output import HeldOutput
 from dbosify._runtime._instance import DeadlockError, activate, create_instance
 from dbosify._runtime._records import (
     ActivityAttemptFailed,
     ActivityAttemptInfo,
+    TaskCompleted,
     WorkflowTask,
+    decode_completion,
+    encode_completion,
     record_from_dict,
+    task_completions,
 )
 from dbosify._runtime._run_activities import ActivityState, RunActivities
 from dbosify._runtime._run_messages import RunMessages
@@ -78,7 +87,9 @@ class RunDriver(RunWaiting, RunActivities, RunMessages):
         self.lock = asyncio.Lock()
         self.tasks: list[WorkflowTask] = []
         self.completions: list[WorkflowActivationCompletion] = []
-        self.unrecorded_completion: WorkflowActivationCompletion | None = None
+        # A completion not recorded yet (a retried task, a delayed first task, a run recorded
+        # in format 1): its commands wait until a TaskCompleted step records it.
+        self.unrecorded: tuple[int, WorkflowActivationCompletion] | None = None
         self.recorded_completions: dict[int, WorkflowActivationCompletion] = {}
         self.used_flags: set[int] = set()
         self.activities: dict[int, ActivityState] = {}
@@ -90,7 +101,10 @@ class RunDriver(RunWaiting, RunActivities, RunMessages):
         self.update_inbox_ids: dict[str, int] = {}  # Update id -> its inbox event's id.
         self.external: dict[tuple[str, int], WorkflowCommand] = {}
         self.external_sending: set[tuple[str, int]] = set()
-        self.preactivated: WorkflowActivationCompletion | None = None
+        # An admitted update's completion (activated live to run its validator) and its held
+        # output; the run's lock is held until it is recorded.
+        self.preactivated: tuple[WorkflowActivationCompletion, HeldOutput] | None = None
+        self.first_completion: tuple[WorkflowActivationCompletion, HeldOutput] | None = None
         self.live_task: WorkflowTask | None = None
         # The last task, when the run's close records it instead of a DBOS step (CloseRecords).
         self.unrecorded_tasks: list[WorkflowTask] = []
@@ -109,31 +123,50 @@ class RunDriver(RunWaiting, RunActivities, RunMessages):
         self.start_request = StartWorkflowExecutionRequest()
         self.deadline_ms: int | None = None
         self.current_task: asyncio.Task[Any] | None = None
-        self.prestarted: asyncio.Task[None] | None = None
+        self.prestarted = False
         # Event steps DBOS has recorded for this run and not yet handed back (recovery).
         self.recorded_events = 0
 
     # The DBOS workflow body -------------------------------------------------------------------
 
-    async def prestart(self) -> None:
-        """Run the first activation, and start the activities it asks for, before the run's
-        DBOS workflow exists: it derives from the run's row alone, so nothing needs recording
-        first, and the work overlaps DBOS writing the workflow (DESIGN §4.3). A crash before
-        DBOS has it re-runs those activities (at least once, as always)."""
+    async def prestart(self) -> str | None:
+        """Run the first activation before the run's DBOS workflow exists (it derives from the
+        run's row alone, so its event is durable already). Its completion, as text, is an input
+        of the DBOS workflow, so DBOS writes it with the workflow, in that one commit; nothing
+        it asks for is carried out before (:meth:`run` does that). None when there is nothing
+        to pass: a delayed start, or a failed first activation (recorded later, by a step)."""
         self.start_request.ParseFromString(self.row.start_request)
         self.deadline_ms = rs.run_deadline_ms(self.start_request, self.row.start_time_ms)
         self.tasks.append(WorkflowTask(rs.initial_activation(self.row, self.start_request)))
-        if not await self._reach_execution_time():
-            return
-        await self._feed(0)
-        if not self.closed and self.task_failure is None:
-            self._start_due_attempts(now_ms())
+        self.prestarted = True
+        if self.row.execution_time_ms > now_ms():
+            return None
+        # Queries wait until the completion is durable (run() releases the lock).
+        await self.lock.acquire()
+        held = HeldOutput()
+        completion = await self._activate_task(0, locked=True, held=held)
+        if completion is None:
+            self.lock.release()
+            held.release()
+            return None
+        self.first_completion = (completion, held)
+        return encode_completion(completion)
 
-    async def run(self) -> dict[str, Any] | None:
-        """Drive the run until it closes; returns the DBOS workflow's output."""
+    async def run(self, first: str | None = None) -> dict[str, Any] | None:
+        """Drive the run until it closes; returns the DBOS workflow's output. ``first``: the
+        first activation's completion, recorded as the DBOS workflow's input."""
         self.current_task = asyncio.current_task()
-        if self.prestarted is not None:
-            await self.prestarted
+        if self.prestarted:
+            if self.first_completion is not None:
+                # The DBOS workflow (and with it the completion) is written: act on it.
+                completion, held = self.first_completion
+                self.first_completion = None
+                self.recorded_completions[0] = completion
+                self.lock.release()
+                held.release()
+                self._after_completion(0, completion)
+            elif self.tasks and self.task_failure is None and await self._reach_execution_time():
+                await self._feed(0)
             return await self._run_events()
         row = self.row if self.row is not None else \
             await self.process.db_call(self.process.store.get_run_by_id, self.run_id)
@@ -151,7 +184,7 @@ class RunDriver(RunWaiting, RunActivities, RunMessages):
             events = [s for s in steps if s["function_name"] == EVENT_STEP]
             self.recorded_events = len(events)
             recorded = [s["output"] for s in events if s["output"] is not None]
-            self._index_recorded(recorded)
+        self._index_recorded(recorded, decode_completion(first) if first else None)
         self.tasks.append(WorkflowTask(rs.initial_activation(row, self.start_request)))
         if await self._reach_execution_time():
             await self._feed(0)
@@ -179,12 +212,7 @@ class RunDriver(RunWaiting, RunActivities, RunMessages):
                 await self._apply_step(
                     await DBOS.run_step_async({"name": EVENT_STEP}, self._event_step))
             else:
-                # Live: wait here, then record in a sync step, which DBOS checks, runs and
-                # writes in one thread hop (an async step takes two, and more CPU per event).
-                event = await self._event_step()
-                if not await self._closed_unrecorded(event):
-                    await self._apply_step(
-                        await DBOS.run_step_async({"name": EVENT_STEP}, _recorded, event))
+                await self._record_live(await self._event_step())
             self.applied_cursor = self.inbox_cursor
             self.progress.set()
         if self.close_task is not None:
@@ -193,49 +221,73 @@ class RunDriver(RunWaiting, RunActivities, RunMessages):
             await self.close_task
         return self._output()
 
-    async def _closed_unrecorded(self, event: dict[str, Any]) -> bool:
-        """Activate a live event's task before it is recorded. When the code then closes the
-        run (and does nothing else), the close records the task and no step is taken; otherwise
-        the completion waits in ``preactivated`` for the step (:meth:`_apply_step`)."""
+    async def _record_live(self, event: dict[str, Any]) -> None:
+        """Record a live event with the completion its activation answers, in one commit, and
+        only then act on it (DESIGN §4, §9.1).
+
+        The activation runs first, unseen: queries wait on the run's lock and what the code
+        prints is held (:mod:`._held_output`) until the commit is done. The commit is a *sync*
+        DBOS step (DBOS checks, runs and writes it in one thread hop; an async step takes two).
+        When the code only closes the run, no step is taken: the close statement writes the task
+        and its completion into ``dbosify_runs.close_records``, beside the close event, in one
+        commit. A crash before the commit loses the activation and nothing else: the event is
+        waited for again (an activity's outcome by running it again, at least once as always).
+        """
+        admitted = self.preactivated
+        self.preactivated = None
         task = self.live_task
-        if (task is None or len(event.get("records", [])) != 1
-                or set(event) != {"records", "inbox_cursor"}
-                or self.instance is None or self.preactivated is not None
-                or self.task_failure is not None):
-            return False
-        index = len(self.tasks)
-        completion = await self._activate_task(index, task)
-        if completion is None:
-            return False  # A failed task is recorded as usual; its retry replays it.
-        commands = commands_of(completion)
-        if len(commands) != 1 or commands[0].WhichOneof("variant") not in CLOSING_COMMANDS:
-            self.preactivated = completion
-            return False
-        self.inbox_cursor = max(self.inbox_cursor, int(event["inbox_cursor"]))
-        self.unrecorded_completion = None
-        self.tasks.append(task)
-        self.unrecorded_tasks.append(task)
-        self._after_completion(index, completion)
-        return True
+        if task is None or self.task_failure is not None:
+            if admitted is not None:
+                self.lock.release()
+                admitted[1].release()
+            await self._apply_step(
+                await DBOS.run_step_async({"name": EVENT_STEP}, _recorded, event))
+            return
+        if admitted is None:
+            await self.lock.acquire()
+        try:
+            index = len(self.tasks)
+            if admitted is not None:
+                completion: WorkflowActivationCompletion | None = admitted[0]
+                held = admitted[1]
+            else:
+                held = HeldOutput()
+                completion = await self._activate_task(index, task, locked=True, held=held)
+            if completion is not None:
+                task = replace(task, completion=completion)
+                event["records"][-1] = task.to_record()
+                commands = commands_of(completion)
+                if (len(event["records"]) == 1 and set(event) == {"records", "inbox_cursor"}
+                        and len(commands) == 1
+                        and commands[0].WhichOneof("variant") in CLOSING_COMMANDS):
+                    self.inbox_cursor = max(self.inbox_cursor, int(event["inbox_cursor"]))
+                    self._forget_resolved(task.activation)
+                    self.tasks.append(task)
+                    self.unrecorded_tasks.append(task)
+                    self.recorded_completions[index] = completion  # By the close.
+                    self._after_completion(index, completion)
+                    if self.close_task is not None:
+                        await asyncio.gather(self.close_task, return_exceptions=True)
+                    held.release()
+                    return
+            output = await DBOS.run_step_async({"name": EVENT_STEP}, _recorded, event)
+            held.release()
+            await self._apply_step(output, live=(index, completion))
+        finally:
+            self.lock.release()
 
     def _output(self) -> dict[str, Any]:
-        # A run closed by the engine (timeout, terminate) has its last completion unrecorded.
-        final = self.final_completion or self.unrecorded_completion
-        if final is None:
-            return {}
-        return WorkflowTask(WorkflowActivation(), final).to_record()
+        # Every completion is recorded with its task (format 2): nothing is left for the output.
+        return {}
 
-    def _index_recorded(self, recorded: list[dict[str, Any]]) -> None:
-        # Completion k is stored with task k+1: index them by task number for look-ahead
-        # (patch markers must be announced before task k is replayed, DESIGN §9.1).
-        task_no = 0
-        for output in recorded:
-            for data in output.get("records", []):
-                record = record_from_dict(data)
-                if isinstance(record, WorkflowTask):
-                    if record.previous_completion is not None:
-                        self.recorded_completions[task_no] = record.previous_completion
-                    task_no += 1
+    def _index_recorded(self, recorded: list[dict[str, Any]],
+                        first: WorkflowActivationCompletion | None) -> None:
+        # Index every recorded completion by task number before replaying: patch markers must
+        # be announced before a task is replayed (DESIGN §9.1), and format 1 stored them one
+        # task late.
+        records = [record_from_dict(data) for output in recorded
+                   for data in output.get("records", [])]
+        self.recorded_completions.update(task_completions(records, first))
 
     async def _event_step(self) -> dict[str, Any]:
         output = await self._next_event()
@@ -262,23 +314,32 @@ class RunDriver(RunWaiting, RunActivities, RunMessages):
                 self.external.pop(("request_cancel_external_workflow_execution",
                                    job.resolve_request_cancel_external_workflow.seq), None)
 
-    async def _apply_step(self, output: dict[str, Any]) -> None:
+    async def _apply_step(self, output: dict[str, Any],
+                          live: tuple[int, WorkflowActivationCompletion | None] | None = None
+                          ) -> None:
+        """Apply a recorded step: replayed on recovery, or just written live (``live``: the
+        index and completion of the task it recorded, activated before the commit)."""
         self.inbox_cursor = max(self.inbox_cursor, int(output.get("inbox_cursor", 0)))
         for data in output.get("records", []):
             record = record_from_dict(data)
             if isinstance(record, ActivityAttemptFailed):
                 self._apply_attempt_failed(record)
+            elif isinstance(record, TaskCompleted):
+                if self.unrecorded is not None and self.unrecorded[0] == record.task:
+                    index, completion = self.unrecorded
+                    self.unrecorded = None
+                    self.recorded_completions[index] = completion
+                    self._after_completion(index, completion)
             else:
-                self.unrecorded_completion = None
                 self._forget_resolved(record.activation)
                 self.tasks.append(record)
-                if self.preactivated is not None:
-                    # Activated live already (an update, speculatively validated).
-                    completion, self.preactivated = self.preactivated, None
-                    self.used_flags.update(completion.successful.used_internal_flags)
-                    self._after_completion(len(self.tasks) - 1, completion)
+                index = len(self.tasks) - 1
+                if live is not None and live[0] == index:
+                    if live[1] is not None:
+                        self.recorded_completions[index] = live[1]
+                        self._after_completion(index, live[1])
                 else:
-                    await self._feed(len(self.tasks) - 1)
+                    await self._feed(index)
         if output.get("terminated"):
             self.closed = True
             self._stop_activities()
@@ -298,9 +359,11 @@ class RunDriver(RunWaiting, RunActivities, RunMessages):
             return
         self._after_completion(index, completion)
 
-    async def _activate_task(self, index: int, task: WorkflowTask | None = None
+    async def _activate_task(self, index: int, task: WorkflowTask | None = None, *,
+                             locked: bool = False, held: HeldOutput | None = None
                              ) -> WorkflowActivationCompletion | None:
-        """Activate task ``index`` (``task``, when it is not in ``self.tasks`` yet)."""
+        """Activate task ``index`` (``task``, when it is not in ``self.tasks`` yet).
+        ``locked``: the caller holds the run's lock; ``held``: hold what the code prints."""
         task = task if task is not None else self.tasks[index]
         activation = WorkflowActivation()
         activation.CopyFrom(task.activation)
@@ -317,13 +380,18 @@ class RunDriver(RunWaiting, RunActivities, RunMessages):
             flags = set(self.used_flags)
         activation.available_internal_flags[:] = sorted(flags)
         try:
-            async with self.lock:
+            if not locked:
+                await self.lock.acquire()
+            try:
                 if self.instance is None:
                     self.instance = self._new_instance(index)
                 completion = await activate(self.instance, activation,
                                             self.process.activation_executor,
                                             self._registration().deadlock_timeout,
-                                            self._registration().slots)
+                                            self._registration().slots, held=held)
+            finally:
+                if not locked:
+                    self.lock.release()
         except DeadlockError as err:
             self.instance = None  # Its thread is stuck; it cannot be reused or evicted.
             self._task_failed(index, str(err))
@@ -351,11 +419,14 @@ class RunDriver(RunWaiting, RunActivities, RunMessages):
         return completion
 
     def _registration(self) -> Any:
-        reg = self.process.registration(self.row.task_queue, self.row.workflow_type)
+        build_id = getattr(self.row, "build_id", None)
+        reg = self.process.registration(self.row.task_queue, self.row.workflow_type, build_id)
         if reg is None:
+            version = f" with build id {build_id!r} (the version the run is pinned to)" \
+                if build_id else ""
             raise LookupError(
                 f"workflow type {self.row.workflow_type!r} is not registered on any worker of "
-                f"task queue {self.row.task_queue!r} in this process")
+                f"task queue {self.row.task_queue!r}{version} in this process")
         return reg
 
     def _new_instance(self, index: int) -> WorkflowInstance:
@@ -404,11 +475,14 @@ class RunDriver(RunWaiting, RunActivities, RunMessages):
 
     def _after_completion(self, index: int, completion: WorkflowActivationCompletion,
                           replayed: bool = False) -> None:
+        """Act on a completion's commands, once it is recorded (else it waits in
+        ``unrecorded`` for a TaskCompleted step: nothing acts before it is durable)."""
         if replayed:
             return
-        self.completions.append(completion)
         if index not in self.recorded_completions:
-            self.unrecorded_completion = completion
+            self.unrecorded = (index, completion)
+            return
+        self.completions.append(completion)
         self.history_length += 3 + len(completion.successful.commands)
         activation = self.tasks[index].activation
         commands = commands_of(completion)

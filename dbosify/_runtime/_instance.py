@@ -16,6 +16,8 @@ from temporalio.bridge.proto.workflow_activation import InitializeWorkflow, Work
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 from temporalio.worker import WorkflowInstance, WorkflowInstanceDetails, WorkflowRunner
 
+from dbosify._runtime._held_output import HeldOutput
+
 DEFAULT_DEADLOCK_TIMEOUT = 2.0
 """Seconds workflow code may hold the thread before it is reported as a potential deadlock,
 as temporalio's worker does."""
@@ -105,14 +107,19 @@ def create_instance(reg: WorkflowRegistration, activation: WorkflowActivation,
 async def activate(instance: WorkflowInstance, activation: WorkflowActivation,
                    executor: concurrent.futures.Executor,
                    deadlock_timeout: float | None,
-                   slots: asyncio.Semaphore | None = None) -> WorkflowActivationCompletion:
+                   slots: asyncio.Semaphore | None = None,
+                   held: HeldOutput | None = None) -> WorkflowActivationCompletion:
     """Run one activation off the caller's loop (temporalio's instance clears the thread's
-    running loop), reporting code that holds the thread too long as a potential deadlock."""
+    running loop), reporting code that holds the thread too long as a potential deadlock.
+    With ``held``, what the code prints waits there (:mod:`._held_output`)."""
     if slots is not None:
         async with slots:
-            return await activate(instance, activation, executor, deadlock_timeout)
+            return await activate(instance, activation, executor, deadlock_timeout, held=held)
     loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(executor, instance.activate, activation)
+    if held is not None:
+        future = loop.run_in_executor(executor, held.call, instance.activate, activation)
+    else:
+        future = loop.run_in_executor(executor, instance.activate, activation)
     if deadlock_timeout is None:
         return await future
     # A timer rather than wait_for(shield(...)): this runs for every activation.

@@ -35,7 +35,6 @@ from dbosify._runtime._activities import ActivityRunner
 from dbosify._runtime._driver import RunDriver
 from dbosify._runtime._instance import WorkflowRegistration
 from dbosify._runtime._messaging import ProcessMessaging
-from dbosify._runtime._records import RECORD_FORMAT
 from dbosify._runtime._scheduler import run_scheduler
 from dbosify._store._database import DatabaseURL
 from dbosify._store._store import Store
@@ -46,21 +45,25 @@ if TYPE_CHECKING:
 logger = logging.getLogger("dbosify")
 T = TypeVar("T")
 
-APPLICATION_VERSION = f"dbosify-{RECORD_FORMAT}"
+APPLICATION_VERSION = "dbosify-1"
 """DBOS application version of every dbosify process: the engine's, never a hash of user code,
-so an edited notebook cell does not strand runs (DESIGN §9.3)."""
+so an edited notebook cell does not strand runs (DESIGN §9.3). Fixed for good: DBOS recovers only
+workflows of its own version, and every dbosify reads the records of earlier formats
+(``RECORD_FORMAT`` is stored in each record instead), so an upgrade strands no run."""
 
 DEFAULT_LEASE_S = 10.0
 _RUN_FUNCTION = "dbosify.run"
 
 
 @DBOS.workflow(name=_RUN_FUNCTION, max_recovery_attempts=1_000_000)
-async def _dbos_run(run_id: str) -> dict[str, Any] | None:
-    """The DBOS workflow of every run: drive it in the process that owns it."""
+async def _dbos_run(run_id: str, first: str | None = None) -> dict[str, Any] | None:
+    """The DBOS workflow of every run: drive it in the process that owns it. ``first``: the
+    completion of the run's first activation, recorded by DBOS with the workflow itself (runs
+    started by dbosify before record format 2 have none)."""
     process = _current
     if process is None:
         raise ConfigurationError("dbosify run dispatched with no dbosify process active")
-    return await process.execute_run(run_id)
+    return await process.execute_run(run_id, first)
 
 
 _current: Process | None = None
@@ -176,11 +179,15 @@ class Process(ProcessMessaging):
 
     # Workers ----------------------------------------------------------------------------------
 
-    def registration(self, task_queue: str, workflow_type: str) -> WorkflowRegistration | None:
+    def registration(self, task_queue: str, workflow_type: str,
+                     build_id: str | None = None) -> WorkflowRegistration | None:
         """The definition a worker of ``task_queue`` has for ``workflow_type``: a running
-        worker's first, else a stopping one's (its runs still record what finished during its
-        grace period)."""
+        worker's first (the newest), else a stopping one's (its runs still record what finished
+        during its grace period). A run pinned to ``build_id`` gets only a worker with that
+        build id (Temporal's worker versioning, DESIGN §6)."""
         for worker in sorted(reversed(self.workers), key=lambda w: bool(w.stopping)):
+            if build_id is not None and getattr(worker, "build_id", None) != build_id:
+                continue
             if worker.task_queue == task_queue:
                 reg = worker.workflow_registrations.get(workflow_type) or \
                     worker.workflow_registrations.get("")
@@ -188,16 +195,46 @@ class Process(ProcessMessaging):
                     return reg  # type: ignore[no-any-return]
         return None
 
-    def activity_runner(self, task_queue: str) -> ActivityRunner | None:
-        """The activity runner of a running worker of ``task_queue`` in this process."""
+    def start_build_id(self, task_queue: str, workflow_type: str) -> str | None:
+        """The build id a new run of ``workflow_type`` is pinned to: that of the newest running
+        worker here that has the type (None: unversioned, or no such worker)."""
         for worker in reversed(self.workers):
-            if worker.task_queue == task_queue and not worker.stopping and \
-                    worker.activity_runner is not None:
-                return worker.activity_runner  # type: ignore[no-any-return]
+            if worker.task_queue == task_queue and not worker.stopping and (
+                    workflow_type in worker.workflow_registrations
+                    or "" in worker.workflow_registrations):
+                return getattr(worker, "build_id", None)
         return None
+
+    def activity_runner(self, task_queue: str, build_id: str | None = None,
+                        activity_type: str | None = None) -> ActivityRunner | None:
+        """The activity runner of a running worker of ``task_queue`` in this process: the one
+        with ``build_id`` (the run's version: Temporal pins activities on the run's own task
+        queue to it) if it has the activity, else the newest that has it, else the newest."""
+        runners = [(getattr(w, "build_id", None), w.activity_runner) for w in reversed(self.workers)
+                   if w.task_queue == task_queue and not w.stopping
+                   and w.activity_runner is not None]
+        if activity_type is not None:
+            serving = [(b, r) for b, r in runners if r.serves(activity_type)]
+            pinned = [r for b, r in serving if build_id is not None and b == build_id]
+            if pinned or serving:
+                return (pinned or [r for _, r in serving])[0]  # type: ignore[no-any-return]
+        elif build_id is not None:
+            pinned = [r for b, r in runners if b == build_id]
+            if pinned:
+                return pinned[0]  # type: ignore[no-any-return]
+        return runners[0][1] if runners else None
+
+    def served_builds(self, activities: bool = False) -> list[tuple[str, str]]:
+        """(task queue, build id) of the running versioned workers here: the pinned runs (or,
+        with ``activities``, pinned activity attempts) this process may take."""
+        return sorted({(w.task_queue, w.build_id) for w in self.workers
+                       if not w.stopping and getattr(w, "build_id", None)
+                       and (w.activity_runner if activities else w.workflow_registrations)})
 
     def serves_workflows(self, task_queue: str) -> bool:
         """Whether a running worker here takes workflow runs of ``task_queue``."""
+        if self.loop is not None and self.loop.is_closed():
+            self._forget_dead_loop()
         return any(w.task_queue == task_queue and not w.stopping and w.workflow_registrations
                    for w in self.workers)
 
@@ -210,6 +247,7 @@ class Process(ProcessMessaging):
     async def add_worker(self, worker: Any) -> None:
         """Start serving a worker's task queue in this process."""
         loop = asyncio.get_running_loop()
+        self._forget_dead_loop()
         if self.loop is not None and self.loop is not loop and self.workers:
             raise ConfigurationError(
                 "all dbosify workers of a process must run on one event loop; this worker "
@@ -224,12 +262,50 @@ class Process(ProcessMessaging):
         await self.db_call(self.store.register_process, self.executor_id, self.identity,
                            self.workflow_queues() | self.activity_queues() | {worker.task_queue})
         self.workers.append(worker)
+        # A new version may be the one a dead predecessor's pinned runs wait for: look for
+        # them at once rather than at the next periodic takeover.
+        self._takeover_due = True
         if self._maintain_task is None or self._maintain_task.done():
             self._wake_maintain = asyncio.Event()
             self._maintain_task = loop.create_task(self._maintain())
         self.ensure_listener()
         self._start_heartbeat()
         self._wake_maintain.set()
+
+    def _forget_dead_loop(self) -> None:
+        """Forget the workers of an event loop that has closed, and give their runs back.
+
+        Such workers can never run again: a test's loop ended inside ``async with Worker``
+        (pytest-asyncio gives each test a loop of its own; a timeout kills a test mid-way). Their
+        runs are released, so a worker on the new loop takes them (their DBOS workflows resume
+        there), and nothing of the dead loop is awaited again.
+        """
+        dead = self.loop
+        if dead is None or not dead.is_closed():
+            return
+        if self.workers:
+            logger.warning("dbosify: the event loop of %d running worker(s) has closed; their "
+                           "runs are given back to the workers of the new loop",
+                           len(self.workers))
+        for worker in self.workers:
+            worker.stopping = True
+        run_ids = list(self.drivers)
+        self.workers.clear()
+        self.drivers.clear()
+        self.fresh_runs.clear()
+        self._tasks.clear()
+        # Futures of clients on the dead loop; those of clients on live loops stay.
+        self._close_waiters = {k: kept for k, v in self._close_waiters.items()
+                               if (kept := [f for f in v if f.get_loop() is not dead])}
+        self._update_waiters = {k: kept for k, v in self._update_waiters.items()
+                                if (kept := [f for f in v if f.get_loop() is not dead])}
+        for task_id in [k for k, f in self._answer_waiters.items() if f.get_loop() is dead]:
+            del self._answer_waiters[task_id]
+        self._maintain_task = None
+        self._wake_maintain = asyncio.Event()
+        self.loop = None
+        # A blocking call, once: the new loop's workers must find these runs unowned.
+        self.store.release_runs(run_ids, self.executor_id)
 
     async def remove_worker(self, worker: Any) -> None:
         """Stop a worker's runs here and give them back, so another worker takes them."""
@@ -291,43 +367,56 @@ class Process(ProcessMessaging):
         await asyncio.get_running_loop().run_in_executor(None, launch)
         self._dbos_launched = True
 
-    async def execute_run(self, run_id: str) -> dict[str, Any] | None:
+    async def execute_run(self, run_id: str, first: str | None = None) -> dict[str, Any] | None:
         """The body of a run's DBOS workflow: drive it on the engine loop."""
         loop = asyncio.get_running_loop()
         if self.loop is not None and loop is not self.loop and self.loop.is_running():
             # Dispatched by DBOS on its own loop (a takeover): hop to the workers' loop, which
             # carries the DBOS context along (run_coroutine_threadsafe copies contextvars).
-            future = asyncio.run_coroutine_threadsafe(self._drive(run_id), self.loop)
+            future = asyncio.run_coroutine_threadsafe(self._drive(run_id, first), self.loop)
             return await asyncio.wrap_future(future)
-        return await self._drive(run_id)
+        return await self._drive(run_id, first)
 
-    async def _drive(self, run_id: str) -> dict[str, Any] | None:
+    async def _drive(self, run_id: str, first: str | None) -> dict[str, Any] | None:
         driver = self.drivers.get(run_id)
-        if driver is None or driver.prestarted is None or driver.current_task is not None:
+        if driver is None or not driver.prestarted or driver.current_task is not None:
             recovering = run_id not in self.fresh_runs
             driver = RunDriver(self, run_id, recovering=recovering)
             self.drivers[run_id] = driver
         self.fresh_runs.discard(run_id)
         try:
-            return await driver.run()
+            return await driver.run(first)
         finally:
             if self.drivers.get(run_id) is driver:
                 del self.drivers[run_id]
 
     async def start_run(self, run_id: str, row: Any = None) -> None:
-        """Start a run this process has just created and owns (no DBOS workflow exists yet);
-        ``row`` is its freshly written runs row, saving a read."""
+        """Start a run this process has just created or claimed and owns (no DBOS workflow
+        exists yet); ``row`` is its freshly written runs row, saving a read.
+
+        The first activation runs first (:meth:`RunDriver.prestart`): its completion goes into
+        the DBOS workflow's input, so DBOS records it with the workflow in one commit, before
+        anything it asks for is carried out."""
         await self._ensure_dbos()
         self.fresh_runs.add(run_id)
         loop = asyncio.get_running_loop()
-        if row is not None and run_id not in self.drivers:
-            driver = RunDriver(self, run_id, recovering=False, row=row)
-            self.drivers[run_id] = driver
-            driver.prestarted = loop.create_task(driver.prestart(), context=contextvars.Context())
+        first: str | None = None
+        if run_id not in self.drivers:
+            if row is None:
+                row = await self.db_call(self.store.get_run_by_id, run_id)
+            if row is not None and row.status == rs.RUNNING:
+                driver = RunDriver(self, run_id, recovering=False, row=row)
+                self.drivers[run_id] = driver
+                try:
+                    first = await loop.create_task(driver.prestart(),
+                                                   context=contextvars.Context())
+                except BaseException:
+                    self.drivers.pop(run_id, None)
+                    raise
 
         async def start() -> None:
             with SetWorkflowID(run_id):
-                await DBOS.start_workflow_async(_dbos_run, run_id)
+                await DBOS.start_workflow_async(_dbos_run, run_id, first)
 
         # In a fresh context: called from a run's DBOS workflow (continue-as-new, children),
         # DBOS would make the new run a child workflow of that one, which fails once the
@@ -466,11 +555,12 @@ class Process(ProcessMessaging):
                 run_scheduler(self)  # Schedules fire wherever a worker runs.
                 now = loop.time()
                 queues = self.workflow_queues()
-                if now - last_takeover >= min(self.lease_s / 4, 2.0):
+                if now - last_takeover >= min(self.lease_s / 4, 2.0) or self._takeover_due:
                     last_takeover = now
+                    self._takeover_due = False
                     await self._take_over(queues)
                 for run_id in await self.db_call(self.store.claim_unowned_runs, queues,
-                                                 self.executor_id, 8):
+                                                 self.executor_id, 8, self.served_builds()):
                     await self.adopt_run(run_id)
                 await self._claim_activity_tasks()
                 if self.db.dialect == "sqlite" or self._queries_waiting:
@@ -499,12 +589,13 @@ class Process(ProcessMessaging):
         if not dead:
             return
         for run_id in await self.db_call(self.store.take_over_runs, queues, dead,
-                                         self.executor_id):
+                                         self.executor_id, self.served_builds()):
             logger.info("taking over run %s from a process that stopped", run_id)
             await self.adopt_run(run_id)
         self._dead_owners = dead
 
     _dead_owners: list[str] = []
+    _takeover_due = False
 
     async def _claim_activity_tasks(self) -> None:
         queues = self.activity_queues()
@@ -513,9 +604,10 @@ class Process(ProcessMessaging):
         free = sum(max(0, w.max_concurrent_activities - w.activity_runner.running)
                    for w in self.workers if w.activity_runner is not None and not w.stopping)
         rows = await self.db_call(self.store.claim_activity_tasks, queues, self.executor_id,
-                                  min(free, 8), self._dead_owners)
+                                  min(free, 8), self._dead_owners,
+                                  self.served_builds(activities=True))
         for row in rows:
-            runner = self.activity_runner(row.task_queue)
+            runner = self.activity_runner(row.task_queue, row.build_id)
             if runner is None:
                 continue
             self.spawn(self._run_remote_attempt(runner, row))

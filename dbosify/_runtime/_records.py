@@ -3,24 +3,31 @@
 A run is one DBOS workflow. Every event the run's code observes after it starts is one DBOS step
 of that workflow, whose output is a record below (as a plain dict, so DBOS's serializer and any
 reader of the step table can handle it). The first workflow task (``InitializeWorkflow``) is not a
-step: it is derived from the run's start request, stored in ``dbosify_runs``. A history (§5) and a
-replay are both built from these records, never from a second copy.
+step: it is derived from the run's start request, stored in ``dbosify_runs``, and its completion is
+an input of the run's DBOS workflow (written with the workflow, in its one commit). A history (§5)
+and a replay are both built from these records, never from a second copy.
+
+Format 2 (this one) stores each task with its own completion: the event and the commands the code
+answered it with commit together, before any command is carried out. Format 1 stored the
+completion of task *k* with task *k + 1*; its records are still read (:func:`task_completions`).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from temporalio.api.failure.v1 import Failure
 from temporalio.bridge.proto.workflow_activation import WorkflowActivation
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 
-RECORD_FORMAT = 1
-"""Version of the record layout below; part of DBOS's application version for dbosify runs."""
+RECORD_FORMAT = 2
+"""Version of the record layout below (each record carries it as ``v``). Readers handle every
+earlier format, so runs in flight survive an upgrade; it is not part of DBOS's application
+version (a new format must not strand the runs recorded in an older one)."""
 
 
 def _b64(data: bytes) -> str:
@@ -46,17 +53,19 @@ class ActivityAttemptInfo:
 class WorkflowTask:
     """One activation the run's code was fed and the completion it answered with.
 
-    ``previous_completion`` is the completion of the workflow task before this one: commands are
-    stored with the next event rather than in a commit of their own (DESIGN §9.1), so the commands
-    of a run's latest task are known only once the next event arrives, or from the close event.
-    ``activity_attempts`` maps each activity seq resolved in this activation to its final attempt.
+    ``completion``: the task's own completion (format 2), recorded with it; ``None`` when the
+    activation failed (a workflow-task failure: the completion of its retry is a
+    :class:`TaskCompleted` record). ``previous_completion``: format 1 only, the completion of the
+    task before this one. ``activity_attempts`` maps each activity seq resolved in this
+    activation to its final attempt.
     """
 
     activation: WorkflowActivation
     previous_completion: WorkflowActivationCompletion | None = None
     activity_attempts: Mapping[int, ActivityAttemptInfo] = field(default_factory=dict)
     identity: str = ""
-    """The worker that recorded the task (and completed the one before it)."""
+    """The worker that recorded the task."""
+    completion: WorkflowActivationCompletion | None = None
 
     def to_record(self) -> dict[str, Any]:
         """The plain dict stored as the step's output."""
@@ -65,6 +74,8 @@ class WorkflowTask:
             "v": RECORD_FORMAT,
             "activation": _b64(self.activation.SerializeToString()),
         }
+        if self.completion is not None:
+            record["completion"] = _b64(self.completion.SerializeToString())
         if self.previous_completion is not None:
             record["previous_completion"] = _b64(self.previous_completion.SerializeToString())
         if self.identity:
@@ -109,7 +120,66 @@ class ActivityAttemptFailed:
         }
 
 
-Record = WorkflowTask | ActivityAttemptFailed
+@dataclass(frozen=True)
+class TaskCompleted:
+    """The completion of workflow task ``task`` (numbered from 0, the ``InitializeWorkflow``
+    one), recorded after the task itself: a task retried after a workflow-task failure, a first
+    task that waited for a start delay, or the last task of a run recorded in format 1."""
+
+    task: int
+    completion: WorkflowActivationCompletion
+    identity: str = ""
+
+    def to_record(self) -> dict[str, Any]:
+        """The plain dict stored as the step's output."""
+        return {"kind": "completion", "v": RECORD_FORMAT, "task": self.task,
+                "completion": _b64(self.completion.SerializeToString()),
+                "identity": self.identity}
+
+
+Record = WorkflowTask | ActivityAttemptFailed | TaskCompleted
+
+
+def encode_completion(completion: WorkflowActivationCompletion) -> str:
+    """A completion as text (the first task's, an input of the run's DBOS workflow)."""
+    return _b64(completion.SerializeToString())
+
+
+def decode_completion(text: str) -> WorkflowActivationCompletion:
+    """Inverse of :func:`encode_completion`."""
+    return WorkflowActivationCompletion.FromString(_unb64(text))
+
+
+def task_completions(records: Sequence[Record], first: WorkflowActivationCompletion | None = None
+                     ) -> dict[int, WorkflowActivationCompletion]:
+    """The recorded completion of each workflow task, by task number, from a run's records in
+    order (task 0 is derived, so the first task record is task 1), whichever format wrote them.
+    ``first``: the completion of task 0 when the run's DBOS workflow input holds it."""
+    found: dict[int, WorkflowActivationCompletion] = {}
+    if first is not None:
+        found[0] = first
+    task_no = 0
+    for record in records:
+        if isinstance(record, WorkflowTask):
+            task_no += 1
+            if record.previous_completion is not None:
+                found[task_no - 1] = record.previous_completion
+            if record.completion is not None:
+                found[task_no] = record.completion
+        elif isinstance(record, TaskCompleted):
+            found[record.task] = record.completion
+    return found
+
+
+def with_previous_completions(tasks: Sequence[WorkflowTask],
+                              completions: Mapping[int, WorkflowActivationCompletion]
+                              ) -> tuple[list[WorkflowTask], WorkflowActivationCompletion | None]:
+    """``tasks`` with each one's ``previous_completion`` set from ``completions`` (the shape the
+    history builder reads), and the completion of the last task (``None`` while in flight)."""
+    linked = [tasks[0]] if tasks else []
+    for index in range(1, len(tasks)):
+        linked.append(replace(tasks[index], previous_completion=completions.get(index - 1)))
+    return linked, completions.get(len(tasks) - 1) if tasks else None
 
 
 def record_from_dict(data: Mapping[str, Any]) -> Record:
@@ -128,7 +198,9 @@ def record_from_dict(data: Mapping[str, Any]) -> Record:
                 last_failure=Failure.FromString(_unb64(a[3])) if len(a) > 3 else None)
             for seq, a in data.get("activity_attempts", {}).items()
         }
-        return WorkflowTask(activation, previous, attempts, data.get("identity", ""))
+        own = WorkflowActivationCompletion.FromString(_unb64(data["completion"])) \
+            if "completion" in data else None
+        return WorkflowTask(activation, previous, attempts, data.get("identity", ""), own)
     if kind == "attempt_failed":
         failure = Failure()
         failure.ParseFromString(_unb64(data["failure"]))
@@ -141,6 +213,9 @@ def record_from_dict(data: Mapping[str, Any]) -> Record:
             failure=failure,
             heartbeat_details=_unb64(data.get("heartbeat_details", "")),
         )
+    if kind == "completion":
+        return TaskCompleted(int(data["task"]), decode_completion(data["completion"]),
+                             data.get("identity", ""))
     raise ValueError(f"not a dbosify run record (kind={kind!r}); was it written by a newer dbosify?")
 
 
@@ -148,10 +223,11 @@ def record_from_dict(data: Mapping[str, Any]) -> Record:
 class CloseRecords:
     """What a run's close writes beside its close event (``dbosify_runs.close_records``).
 
-    ``tasks``: the run's last workflow task when no DBOS step recorded it. A task whose code
-    closes the run at once is recorded by the close alone: one commit where a step and a close
-    take two, and the run's history is whole whichever of the close and the DBOS workflow's end
-    a crash comes between. ``final_completion``: the completion that closed the run.
+    ``tasks``: the run's last workflow task when no DBOS step recorded it (with its completion,
+    in format 2). A task whose code closes the run at once is recorded by the close alone: one
+    commit where a step and a close take two, and the run's history is whole whichever of the
+    close and the DBOS workflow's end a crash comes between. ``final_completion``: the
+    completion that closed the run.
     """
 
     tasks: list[WorkflowTask]

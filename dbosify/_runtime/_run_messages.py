@@ -26,6 +26,7 @@ from temporalio.worker import WorkflowInstance
 from dbosify._runtime import _run_state as rs
 from dbosify._runtime._activities import AttemptOutcome
 from dbosify._runtime._commands import commands_of
+from dbosify._runtime._held_output import HeldOutput
 from dbosify._runtime._instance import activate
 from dbosify._runtime._records import WorkflowTask
 from dbosify._store._store import InboxEvent, now_ms
@@ -47,8 +48,7 @@ class RunMessages:
     lock: asyncio.Lock
     instance: WorkflowInstance | None
     tasks: list[WorkflowTask]
-    unrecorded_completion: WorkflowActivationCompletion | None
-    preactivated: WorkflowActivationCompletion | None
+    preactivated: tuple[WorkflowActivationCompletion, HeldOutput] | None
     used_flags: set[int]
     history_length: int
     task_failure: str | None
@@ -174,14 +174,23 @@ class RunMessages:
         activation.timestamp.FromMilliseconds(now)
         activation.jobs.append(job)
         activation.available_internal_flags[:] = sorted(self.used_flags)
-        async with self.lock:
+        # Held until the update is recorded (or rejected): a query must not see its handler's
+        # effects before they are durable, nor read what it printed.
+        await self.lock.acquire()
+        held = HeldOutput()
+        try:
             if self.instance is None:
                 self.instance = self._new_instance(0)
             completion = await activate(self.instance, activation,
                                         self.process.activation_executor,
                                         self._registration().deadlock_timeout,
-                                            self._registration().slots)
+                                        self._registration().slots, held=held)
+        except BaseException:
+            self.lock.release()
+            raise
         if completion.HasField("failed"):
+            self.lock.release()
+            held.discard()
             self._evict()
             self._task_failed(len(self.tasks), completion.failed.failure.message or
                               "workflow task failed")
@@ -192,14 +201,16 @@ class RunMessages:
                      and c.update_response.protocol_instance_id == job.do_update.protocol_instance_id]
         others = [c for c in commands if not c.HasField("update_response")]
         if responses and responses[0].HasField("rejected") and not others:
+            self.lock.release()
+            held.release()  # A rejection is not history: nothing to wait for.
             await self.process.record_update_response(self.run_id, responses[0])
             return None
         recorded = WorkflowActivation()
         recorded.CopyFrom(activation)
         if responses and responses[0].HasField("accepted"):
             recorded.jobs[0].do_update.run_validator = False
-        self.preactivated = completion
-        return WorkflowTask(recorded, self.unrecorded_completion, identity=self.process.identity)
+        self.preactivated = (completion, held)  # The lock stays held until it is recorded.
+        return WorkflowTask(recorded, identity=self.process.identity)
 
     # Queries ----------------------------------------------------------------------------------
 

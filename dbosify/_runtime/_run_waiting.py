@@ -11,7 +11,7 @@ from temporalio.bridge.proto.workflow_activation import WorkflowActivation, Work
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 
 from dbosify._runtime._activities import AttemptOutcome
-from dbosify._runtime._records import ActivityAttemptInfo, WorkflowTask
+from dbosify._runtime._records import ActivityAttemptInfo, TaskCompleted, WorkflowTask
 from dbosify._store._store import now_ms
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ class RunWaiting:
     task_retry_ms: int
     inbox_dirty: bool
     inbox_read_at: float
-    unrecorded_completion: WorkflowActivationCompletion | None
+    unrecorded: tuple[int, WorkflowActivationCompletion] | None
     resolved_attempts: dict[int, ActivityAttemptInfo]
     pending_jobs: list[WorkflowActivationJob]
     pending_updates: list[WorkflowActivationJob]
@@ -63,6 +63,11 @@ class RunWaiting:
         self.live_task = None
         poll_s = _INBOX_SAFETY_S
         while True:
+            if self.unrecorded is not None:
+                # Recorded before anything it asks for is carried out (a retried task).
+                index, completion = self.unrecorded
+                records.append(TaskCompleted(index, completion, self.process.identity).to_record())
+                return {"records": records}
             now = now_ms()
             if self.task_failure is not None:
                 if now >= self.task_retry_ms and await self._retry_failed_task():
@@ -92,8 +97,7 @@ class RunWaiting:
                     for j in jobs if j.HasField("resolve_activity")
                     and j.resolve_activity.seq in self.resolved_attempts
                 }
-                task = WorkflowTask(activation, self.unrecorded_completion, attempts,
-                                    self.process.identity)
+                task = WorkflowTask(activation, None, attempts, self.process.identity)
                 records.append(task.to_record())
                 self.live_task = task
                 return {"records": records}
@@ -102,6 +106,7 @@ class RunWaiting:
             while self.pending_updates:
                 admitted = await self._admit_update(self.pending_updates.pop(0), now)
                 if admitted is not None:
+                    self.live_task = admitted
                     return {"records": [admitted.to_record()]}
             self._start_due_attempts(now)
             self._send_external_commands()

@@ -18,7 +18,15 @@ from dbosify._runtime._commands import first_difference
 from dbosify._runtime._driver import EVENT_STEP
 from dbosify._runtime._instance import activate, create_instance
 from dbosify._runtime._process import Process
-from dbosify._runtime._records import CloseRecords, WorkflowTask, record_from_dict
+from dbosify._runtime._records import (
+    CloseRecords,
+    Record,
+    WorkflowTask,
+    decode_completion,
+    record_from_dict,
+    task_completions,
+    with_previous_completions,
+)
 from dbosify._runtime._run_state import initial_activation
 from dbosify.history import build_history
 
@@ -55,6 +63,7 @@ class RunRecords:
             identity=identity,
             parent_workflow_id=self.row.parent_workflow_id,
             parent_run_id=self.row.parent_run_id,
+            build_id=getattr(self.row, "build_id", None),
         )
 
 
@@ -64,23 +73,27 @@ class RecordReader:
     def __init__(self, process: Process) -> None:
         self.process = process
 
-    def _read(self, run_id: str) -> tuple[list[dict[str, Any]], Any, bool]:
+    def _read(self, run_id: str) -> tuple[list[dict[str, Any]], Any, bool, str | None]:
         client = self.process.dbos_client()
         try:
             steps = client.list_workflow_steps(run_id)
             status = client.retrieve_workflow(run_id).get_status()
         except Exception:
             # No DBOS workflow yet (no worker has taken the run), or no DBOS tables at all.
-            return [], None, False
+            return [], None, False, None
         outputs = [s["output"] for s in steps
                    if s["function_name"] == EVENT_STEP and s["output"] is not None]
-        return outputs, status.output, status.status == "PENDING"
+        # The first activation's completion is the DBOS workflow's second argument (record
+        # format 2; older runs have only the run id).
+        args = status.input["args"] if isinstance(status.input, dict) else ()
+        first = args[1] if len(args) > 1 and isinstance(args[1], str) else None
+        return outputs, status.output, status.status == "PENDING", first
 
     async def records(self, row: Any) -> RunRecords:
         """The run's recorded tasks (task 0 derived from its start request)."""
         req = StartWorkflowExecutionRequest()
         req.ParseFromString(row.start_request)
-        outputs, final, pending = await self.process.db_call(self._read, row.run_id)
+        outputs, final, pending, first = await self.process.db_call(self._read, row.run_id)
         closed = CloseRecords.from_json(row.close_records) if row.close_records else None
         # Without close records (a run closed by a timeout or a terminate, or by an older
         # dbosify), the last completion is the DBOS workflow's output, written just after the
@@ -89,18 +102,19 @@ class RecordReader:
         while (closed is None and pending and row.status != RUNNING
                and asyncio.get_running_loop().time() < deadline):
             await asyncio.sleep(0.02)
-            outputs, final, pending = await self.process.db_call(self._read, row.run_id)
-        tasks = [WorkflowTask(initial_activation(row, req))]
-        for output in outputs:
-            for data in output.get("records", []):
-                record = record_from_dict(data)
-                if isinstance(record, WorkflowTask):
-                    tasks.append(record)
-        final_completion = None
+            outputs, final, pending, first = await self.process.db_call(self._read, row.run_id)
+        records: list[Record] = [record_from_dict(data) for output in outputs
+                                 for data in output.get("records", [])]
         if closed is not None:
-            tasks.extend(closed.tasks)
+            records.extend(closed.tasks)
+        completions = task_completions(records, decode_completion(first) if first else None)
+        tasks, final_completion = with_previous_completions(
+            [WorkflowTask(initial_activation(row, req))]
+            + [r for r in records if isinstance(r, WorkflowTask)], completions)
+        if closed is not None:
             final_completion = closed.final_completion
         elif isinstance(final, dict) and final.get("previous_completion"):
+            # Format 1: a run closed by the engine left its last completion in the output.
             final_completion = record_from_dict(final).previous_completion  # type: ignore[union-attr]
         return RunRecords(row, req, tasks, final_completion)
 
@@ -111,7 +125,7 @@ async def replay_query(process: Process, records: RunRecords,
     """Answer a query by replaying the recorded tasks on a fresh instance (a closed run, or one
     driven by another process: the answer reflects the last recorded event)."""
     row = records.row
-    reg = process.registration(row.task_queue, row.workflow_type)
+    reg = process.registration(row.task_queue, row.workflow_type, getattr(row, "build_id", None))
     if reg is None:
         raise LookupError(
             f"no worker of task queue {row.task_queue!r} in this process knows workflow type "
