@@ -135,8 +135,13 @@ class Closer:
             return
         status = STATUS_OF_CLOSE_EVENT[event.event_type]
         owner = None
+        build_id = None
         if new_request is not None and process.serves_workflows(new_request.task_queue.name):
             owner = process.executor_id
+            # The next run goes to the newest version here, as Temporal's continue-as-new of
+            # a pinned run may upgrade.
+            build_id = process.start_build_id(new_request.task_queue.name,
+                                              new_request.workflow_type.name)
         row = driver.row
         data = event.SerializeToString()
         records = CloseRecords(list(driver.unrecorded_tasks), completion).to_json()
@@ -155,7 +160,8 @@ class Closer:
                 if closed and new_request is not None and new_run_id is not None:
                     start_run(store, new_request, owner=owner, apply_policies=False,
                               run_id=new_run_id, first_execution_run_id=row.first_execution_run_id,
-                              continued_from_run_id=driver.run_id, attempt=attempt, conn=conn)
+                              continued_from_run_id=driver.run_id, attempt=attempt, conn=conn,
+                              build_id=build_id)
                 if drop_tasks:
                     store.drop_activity_tasks(driver.run_id, conn=conn)
                 return closed

@@ -101,12 +101,23 @@ class RunActivities:
     def _stop_activities(self) -> None:
         for act in self.activities.values():
             if act.task is not None and not act.task.done():
-                runner = self.process.activity_runner(act.command.task_queue)
+                runner = self._runner_for(act)
                 if runner is not None:
                     runner.cancel(self._token(act), ActivityCancelReason.CANCELLED)
         if any(a.remote_since_ms is not None for a in self.activities.values()):
             self.process.spawn(self.process.db_call(self.process.store.drop_activity_tasks,
                                                  self.run_id))
+
+    def _pinned_build(self, act: ActivityState) -> str | None:
+        # Temporal pins a versioned run's activities on its own task queue to its build id;
+        # activities on other task queues go to any worker of theirs.
+        row = self.row
+        build = getattr(row, "build_id", None) if row is not None else None
+        return build if build and act.command.task_queue == row.task_queue else None
+
+    def _runner_for(self, act: ActivityState) -> Any:
+        return self.process.activity_runner(act.command.task_queue, self._pinned_build(act),
+                                            act.command.activity_type)
 
     def _token(self, act: ActivityState) -> bytes:
         return f"{self.run_id}/".encode() + act.token
@@ -236,7 +247,7 @@ class RunActivities:
             return
         act.cancel_sent = True
         if act.task is not None:
-            runner = self.process.activity_runner(act.command.task_queue)
+            runner = self._runner_for(act)
             if runner is not None:
                 runner.cancel(self._token(act), reason)
         elif act.remote_since_ms is not None:
@@ -262,7 +273,7 @@ class RunActivities:
             if act.next_attempt_ms > now or act.cancel_requested:
                 continue
             start = self._start_proto(act, now)
-            runner = self.process.activity_runner(act.command.task_queue)
+            runner = self._runner_for(act)
             if runner is not None:
                 act.task = asyncio.get_running_loop().create_task(
                     self._run_local(act, runner, start), context=contextvars.Context())
@@ -271,7 +282,8 @@ class RunActivities:
                 self.offered_remotely = True
                 act.offer = asyncio.ensure_future(self.process.db_call(
                     self.process.store.add_activity_task, self.run_id, act.seq, act.attempt,
-                    act.command.task_queue, rs.encode_remote_task(self._token(act), start)))
+                    act.command.task_queue, rs.encode_remote_task(self._token(act), start),
+                    self._pinned_build(act)))
                 self.process.spawn(act.offer)
 
     async def _run_local(self, act: ActivityState, runner: Any, start: Start) -> None:

@@ -62,19 +62,21 @@ def start_run(store: Store, req: StartWorkflowExecutionRequest, *, owner: str | 
               apply_policies: bool = True, run_id: str | None = None,
               first_execution_run_id: str | None = None, attempt: int = 1,
               continued_from_run_id: str | None = None,
-              conn: sa.Connection | None = None, optimistic: bool = False) -> StartedRun:
+              conn: sa.Connection | None = None, optimistic: bool = False,
+              build_id: str | None = None) -> StartedRun:
     """Create a run for ``req`` (or resolve to an existing one, per its policies).
 
     ``optimistic``: with the default policies, insert without reading first; a running run of
     the same workflow id then makes the insert fail (``sqlalchemy.exc.IntegrityError``, from
     the one-running-run index) and the caller starts again without ``optimistic``.
+    ``build_id``: the worker version the run is pinned to (None: unversioned).
     """
     if conn is None:
         with store.engine.begin() as c:
             return start_run(store, req, owner=owner, apply_policies=apply_policies,
                              run_id=run_id, first_execution_run_id=first_execution_run_id,
                              attempt=attempt, continued_from_run_id=continued_from_run_id,
-                             conn=c)
+                             conn=c, build_id=build_id)
     namespace = req.namespace or "default"
     if apply_policies and not (optimistic and _default_policies(req)):
         existing = _apply_policies(store, conn, req, namespace)
@@ -102,6 +104,9 @@ def start_run(store: Store, req: StartWorkflowExecutionRequest, *, owner: str | 
         "continued_from_run_id": continued_from_run_id,
         "memo": req.memo.SerializeToString() if req.HasField("memo") else None,
         "owner": owner,
+        # The version the run is pinned to (DESIGN §6): the build id of the worker that will
+        # drive it, when one in this process serves its type.
+        "build_id": build_id,
     }
     store.insert_run(conn, values, search_attribute_rows(req.search_attributes))
     row = SimpleNamespace(**{c.name: None for c in t.runs.columns})

@@ -7,8 +7,12 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from temporalio.api.common.v1 import Memo, Payload, SearchAttributes
-from temporalio.api.enums.v1 import PendingActivityState, PendingWorkflowTaskState
+from temporalio.api.common.v1 import Memo, Payload, SearchAttributes, WorkerVersionStamp
+from temporalio.api.enums.v1 import (
+    PendingActivityState,
+    PendingWorkflowTaskState,
+    VersioningBehavior,
+)
 from temporalio.api.workflow.v1 import WorkflowExecutionInfo
 from temporalio.api.workflowservice.v1 import (
     DescribeWorkflowExecutionResponse,
@@ -67,6 +71,13 @@ def execution_info(row: Any, attribute_rows: Sequence[Any]) -> WorkflowExecution
     if row.parent_workflow_id:
         info.parent_execution.workflow_id = row.parent_workflow_id
         info.parent_execution.run_id = row.parent_run_id or ""
+    build_id = getattr(row, "build_id", None)
+    if build_id:
+        # A run pinned to its worker version, as Temporal shows build-id versioning.
+        info.assigned_build_id = build_id
+        info.most_recent_worker_version_stamp.CopyFrom(
+            WorkerVersionStamp(build_id=build_id, use_versioning=True))
+        info.versioning_info.behavior = VersioningBehavior.VERSIONING_BEHAVIOR_PINNED
     return info
 
 

@@ -181,11 +181,14 @@ class DatabaseService(ScheduleService, temporalio.service.ServiceClient):
         if local:
             process.expect_run(run_id)
 
+        # Pinned to the version of the worker here that will drive it (DESIGN §6).
+        build_id = process.start_build_id(req.task_queue.name, req.workflow_type.name) \
+            if local else None
         def write(optimistic: bool) -> StartedRun:
             one_statement = optimistic and signal is None and starts_in_one_statement(req, owner)
             with process.store.transaction(one_statement=one_statement) as conn:
                 started = start_run(process.store, req, owner=owner, conn=conn, run_id=run_id,
-                                    optimistic=optimistic)
+                                    optimistic=optimistic, build_id=build_id)
                 if signal is not None:
                     process.store.append_inbox(started.run_id, "signal",
                                                signal.SerializeToString(),
@@ -462,7 +465,10 @@ class DatabaseService(ScheduleService, temporalio.service.ServiceClient):
         def write() -> tuple[str, bool]:
             with process.store.engine.begin() as conn:
                 started = start_run(process.store, start, owner=process.executor_id
-                                    if local else None, conn=conn)
+                                    if local else None, conn=conn,
+                                    build_id=process.start_build_id(
+                                        start.task_queue.name, start.workflow_type.name)
+                                    if local else None)
                 known = process.store.get_update(started.run_id, update.request.meta.update_id) \
                     if update.request.meta.update_id else None
                 if known is None:

@@ -18,7 +18,7 @@ from dbosify._store import _tables
 logger = logging.getLogger("dbosify")
 
 EMBEDDED_PATH = Path(".dbosify") / "dbosify.sqlite"
-"""The embedded default, relative to the current directory."""
+"""The embedded default, relative to the project's root folder (:func:`project_root`)."""
 
 POSTGRES_SCHEMA = "dbosify"
 """Postgres schema holding dbosify's own tables (DBOS's live in ``dbos``)."""
@@ -62,9 +62,45 @@ class DatabaseURL:
         return self.url
 
 
+def project_root(start: Path | None = None) -> Path:
+    """The folder the embedded default lives in: the nearest one upward from ``start`` (the
+    current directory) that holds ``.dbosify/`` or ``pyproject.toml``, else ``start`` itself. So
+    a notebook in ``notebooks/`` and a command run at the project's root share one database."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".dbosify").is_dir() or (folder / "pyproject.toml").is_file():
+            return folder
+    return here
+
+
+def project_settings(start: Path | None = None) -> tuple[dict[str, Any], Path | None]:
+    """``[tool.dbosify]`` of the nearest ``pyproject.toml`` upward from ``start`` (the current
+    directory), and that file's folder; ``({}, None)`` when there is none."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        path = folder / "pyproject.toml"
+        if path.is_file():
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10: no TOML reader in the standard library.
+                return {}, folder
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except (OSError, tomllib.TOMLDecodeError) as err:
+                raise DatabaseError(f"cannot read {path}: {err}; fix the file or remove its "
+                                    "[tool.dbosify] table") from None
+            table = data.get("tool", {}).get("dbosify", {})
+            if not isinstance(table, dict):
+                raise DatabaseError(f"[tool.dbosify] in {path} must be a table")
+            return table, folder
+    return {}, None
+
+
 def resolve_database_url(url: str | None = None) -> DatabaseURL:
-    """Resolve where data lives: argument, ``DBOSIFY_DATABASE_URL``, ``DBOS_SYSTEM_DATABASE_URL``,
-    else the embedded SQLite file ``.dbosify/dbosify.sqlite`` under the current directory.
+    """Resolve where data lives (DESIGN §3): the argument, ``DBOSIFY_DATABASE_URL``,
+    ``DBOS_SYSTEM_DATABASE_URL``, ``database`` in ``[tool.dbosify]`` of the nearest
+    ``pyproject.toml``, else the embedded SQLite file ``.dbosify/dbosify.sqlite`` in
+    :func:`project_root`.
 
     A Temporal address (``"localhost:7233"``) resolves like no argument, so Temporal samples run
     with only their imports changed.
@@ -76,14 +112,22 @@ def resolve_database_url(url: str | None = None) -> DatabaseURL:
     if url is not None and is_temporal_target(url):
         url = None
     url = url or os.environ.get("DBOSIFY_DATABASE_URL") or os.environ.get("DBOS_SYSTEM_DATABASE_URL")
+    base: Path | None = None
+    if not url:
+        settings, base = project_settings()
+        configured = settings.get("database")
+        if configured is not None and not isinstance(configured, str):
+            raise DatabaseError(f"database in [tool.dbosify] of {base}/pyproject.toml must be "
+                                "a URL string")
+        url = configured or None
     if given is not None and url is not None and given != url:
         _note_once(given, redact(url), "configured")
     if not url:
-        path = (Path.cwd() / EMBEDDED_PATH).resolve()
+        path = (project_root() / EMBEDDED_PATH).resolve()
         if given is not None:
             _note_once(given, str(path), "embedded")
         return DatabaseURL(f"sqlite:///{path}", "sqlite")
-    return _parse(url)
+    return _parse(url, base)
 
 
 _noted: set[tuple[str, str]] = set()
@@ -96,7 +140,7 @@ def _note_once(address: str, target: str, kind: str) -> None:
         logger.info("Temporal address %s: using the %s database %s", address, kind, target)
 
 
-def _parse(url: str) -> DatabaseURL:
+def _parse(url: str, base: Path | None = None) -> DatabaseURL:
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise DatabaseError(
@@ -124,7 +168,8 @@ def _parse(url: str) -> DatabaseURL:
             )
         resolved = Path(path.split("?", 1)[0]).expanduser()
         if not resolved.is_absolute():
-            resolved = (Path.cwd() / resolved).resolve()
+            # Relative to the pyproject.toml that named it, else to the current directory.
+            resolved = ((base or Path.cwd()) / resolved).resolve()
         return DatabaseURL(f"sqlite:///{resolved}", "sqlite")
     raise DatabaseError(
         f"unsupported database URL scheme {scheme!r} in {redact(url)!r}: dbosify runs on "
@@ -233,5 +278,15 @@ def _upgrade(conn: sa.Connection, db: DatabaseURL, version: int) -> None:
         conn.exec_driver_sql(f"ALTER TABLE {prefix}dbosify_runs ADD COLUMN close_records TEXT")
         conn.exec_driver_sql(
             f"ALTER TABLE {prefix}dbosify_activity_tasks ADD COLUMN cancel_reason INTEGER")
+    if version < 3:
+        # Added in schema version 3: worker versioning (build ids) of runs and activity tasks.
+        for table in ("dbosify_runs", "dbosify_activity_tasks"):
+            if not _has_column(conn, db, table, "build_id"):
+                conn.exec_driver_sql(f"ALTER TABLE {prefix}{table} ADD COLUMN build_id VARCHAR(255)")
     conn.execute(sa.update(_tables.meta).where(_tables.meta.c.key == "schema_version")
                  .values(value=str(_tables.SCHEMA_VERSION)))
+
+
+def _has_column(conn: sa.Connection, db: DatabaseURL, table: str, column: str) -> bool:
+    schema = POSTGRES_SCHEMA if db.dialect == "postgresql" else None
+    return column in {c["name"] for c in sa.inspect(conn).get_columns(table, schema=schema)}

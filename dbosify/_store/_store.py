@@ -76,6 +76,16 @@ class ActivityTaskRow:
     attempt: int
     task_queue: str
     payload: bytes
+    build_id: str | None = None
+
+
+def _versions_allowed(table: sa.Table, builds: Sequence[tuple[str, str]]
+                      ) -> sa.ColumnElement[bool]:
+    """Rows a worker with these (task queue, build id) pairs may take: unversioned ones, and
+    those pinned to a build id it has on their task queue (Temporal's worker versioning)."""
+    pinned = [sa.and_(table.c.task_queue == queue, table.c.build_id == build)
+              for queue, build in builds]
+    return sa.or_(table.c.build_id.is_(None), *pinned)
 
 
 class Store:
@@ -184,8 +194,9 @@ class Store:
             conn.execute(sa.update(t.runs).where(t.runs.c.run_id == run_id).values(**values))
 
     def claim_unowned_runs(self, task_queues: Iterable[str], owner: str,
-                           limit: int) -> list[str]:
-        """Take up to ``limit`` running runs of these task queues that no worker has yet."""
+                           limit: int, builds: Sequence[tuple[str, str]] = ()) -> list[str]:
+        """Take up to ``limit`` running runs of these task queues that no worker has yet
+        (a run pinned to a build id only if ``builds`` has it for its task queue)."""
         queues = list(task_queues)
         if not queues or limit <= 0:
             return []
@@ -193,7 +204,7 @@ class Store:
             query = (
                 sa.select(t.runs.c.run_id)
                 .where(t.runs.c.task_queue.in_(queues), t.runs.c.status == RUNNING,
-                       t.runs.c.owner.is_(None))
+                       t.runs.c.owner.is_(None), _versions_allowed(t.runs, builds))
                 .order_by(t.runs.c.start_time_ms)
                 .limit(limit)
             )
@@ -207,15 +218,16 @@ class Store:
             return ids
 
     def take_over_runs(self, task_queues: Iterable[str], dead_owners: Sequence[str],
-                       owner: str) -> list[str]:
-        """Move the running runs of dead processes, on these task queues, to ``owner``."""
+                       owner: str, builds: Sequence[tuple[str, str]] = ()) -> list[str]:
+        """Move the running runs of dead processes, on these task queues, to ``owner`` (a run
+        pinned to a build id only if ``builds`` has it for its task queue)."""
         queues = list(task_queues)
         if not queues or not dead_owners:
             return []
         with self.engine.begin() as conn:
             query = sa.select(t.runs.c.run_id).where(
                 t.runs.c.task_queue.in_(queues), t.runs.c.status == RUNNING,
-                t.runs.c.owner.in_(list(dead_owners)))
+                t.runs.c.owner.in_(list(dead_owners)), _versions_allowed(t.runs, builds))
             if self.is_postgres:
                 query = query.with_for_update(skip_locked=True)
             ids = [r[0] for r in conn.execute(query)]
@@ -336,8 +348,9 @@ class Store:
     # Activity tasks ---------------------------------------------------------------------------
 
     def add_activity_task(self, run_id: str, seq: int, attempt: int, task_queue: str,
-                          payload: bytes) -> None:
-        """Offer an activity attempt to the workers of its task queue (idempotent)."""
+                          payload: bytes, build_id: str | None = None) -> None:
+        """Offer an activity attempt to the workers of its task queue (idempotent); with a
+        ``build_id``, only to workers that have it."""
         with self.engine.begin() as conn:
             seen = conn.execute(sa.select(t.activity_tasks.c.id).where(
                 t.activity_tasks.c.run_id == run_id, t.activity_tasks.c.seq == seq,
@@ -345,12 +358,14 @@ class Store:
             if seen is None:
                 conn.execute(sa.insert(t.activity_tasks).values(
                     run_id=run_id, seq=seq, attempt=attempt, task_queue=task_queue,
-                    payload=payload, created_ms=now_ms()))
+                    payload=payload, created_ms=now_ms(), build_id=build_id))
                 self._notify(conn, f"activity:{task_queue}")
 
     def claim_activity_tasks(self, task_queues: Iterable[str], owner: str, limit: int,
-                             dead_owners: Sequence[str] = ()) -> list[ActivityTaskRow]:
-        """Take activity attempts of these task queues: unclaimed, or claimed by dead workers."""
+                             dead_owners: Sequence[str] = (),
+                             builds: Sequence[tuple[str, str]] = ()) -> list[ActivityTaskRow]:
+        """Take activity attempts of these task queues: unclaimed, or claimed by dead workers
+        (an attempt pinned to a build id only if ``builds`` has it for its task queue)."""
         queues = list(task_queues)
         if not queues or limit <= 0:
             return []
@@ -359,7 +374,8 @@ class Store:
             free: sa.ColumnElement[bool] = at.c.claimed_by.is_(None)
             if dead_owners:
                 free = sa.or_(free, at.c.claimed_by.in_(list(dead_owners)))
-            query = sa.select(at).where(at.c.task_queue.in_(queues), free).order_by(at.c.id)
+            query = sa.select(at).where(at.c.task_queue.in_(queues), free,
+                                        _versions_allowed(at, builds)).order_by(at.c.id)
             query = query.limit(limit)
             if self.is_postgres:
                 query = query.with_for_update(skip_locked=True)
@@ -367,8 +383,8 @@ class Store:
             if rows:
                 conn.execute(sa.update(at).where(at.c.id.in_([r.id for r in rows]))
                              .values(claimed_by=owner, claimed_ms=now_ms()))
-        return [ActivityTaskRow(r.id, r.run_id, r.seq, r.attempt, r.task_queue, r.payload)
-                for r in rows]
+        return [ActivityTaskRow(r.id, r.run_id, r.seq, r.attempt, r.task_queue, r.payload,
+                                r.build_id) for r in rows]
 
     def finish_activity_task(self, task_id: int, run_id: str, result_payload: bytes,
                              dedup_key: str) -> None:

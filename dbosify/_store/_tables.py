@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bumped whenever a table below changes; a database written by a newer version is refused, and
 an older one is upgraded in place (see ``dbosify._store._database.migrate``)."""
 
@@ -61,6 +61,10 @@ runs = sa.Table(
     # step recorded it, and the completion that closed the run (JSON, dbosify._runtime._records).
     # Added in schema version 2.
     sa.Column("close_records", sa.Text, nullable=True),
+    # The worker build id the run is pinned to (Temporal's worker versioning): only a worker
+    # with this build id for the run's task queue claims, takes over or drives it. NULL: an
+    # unversioned run, for any worker of its task queue. Added in schema version 3.
+    sa.Column("build_id", sa.String(255), nullable=True),
 )
 sa.Index("dbosify_runs_by_id", runs.c.namespace, runs.c.workflow_id, runs.c.start_time_ms)
 # At most one running execution per workflow id: the database enforces Temporal's rule.
@@ -128,6 +132,10 @@ activity_tasks = sa.Table(
     # Set by the run's owner to stop a claimed attempt: a
     # temporalio.bridge.proto.activity_task.ActivityCancelReason value. Added in schema version 2.
     sa.Column("cancel_reason", sa.Integer, nullable=True),
+    # The build id of the run's version when the activity is on the run's own task queue
+    # (Temporal pins those activities too): only a worker with that build id claims it. NULL:
+    # any worker of the task queue. Added in schema version 3.
+    sa.Column("build_id", sa.String(255), nullable=True),
     sa.UniqueConstraint("run_id", "seq", "attempt", name="dbosify_activity_task_once"),
 )
 sa.Index("dbosify_activity_tasks_by_queue", activity_tasks.c.task_queue, activity_tasks.c.claimed_by)
@@ -183,6 +191,24 @@ processes = sa.Table(
     sa.Column("started_ms", sa.BigInteger, nullable=False),
     sa.Column("heartbeat_ms", sa.BigInteger, nullable=False),
     sa.Column("stopped", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+notebook_cells = sa.Table(
+    "dbosify_notebook_cells",
+    metadata,
+    # The source of every version of every ``%%workflow`` cell a notebook ran, so a new kernel
+    # re-imports them (DESIGN §6). Keyed by the notebook: its path when Jupyter tells the
+    # kernel, else the name given to ``%dbosify connect --notebook``, else the working
+    # directory. Added in schema version 3.
+    sa.Column("notebook", sa.String(1000), primary_key=True),
+    # The cell's content hash (with its task queue): the build id its workers serve.
+    sa.Column("version", sa.String(64), primary_key=True),
+    sa.Column("task_queue", sa.String(1000), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    # JSON list of the workflow types and activity names the cell defines.
+    sa.Column("names", sa.Text, nullable=False),
+    # When the cell last ran with this content: the newest version of a name is the latest.
+    sa.Column("updated_ms", sa.BigInteger, nullable=False),
 )
 
 schedules = sa.Table(

@@ -11,12 +11,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import temporalio
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
-from temporalio.api.common.v1 import Memo, Payload, SearchAttributes, WorkflowExecution
-from temporalio.api.enums.v1 import ContinueAsNewInitiator, WorkflowTaskFailedCause
+from temporalio.api.common.v1 import (
+    Memo,
+    Payload,
+    SearchAttributes,
+    WorkerVersionStamp,
+    WorkflowExecution,
+)
+from temporalio.api.enums.v1 import (
+    ContinueAsNewInitiator,
+    VersioningBehavior,
+    WorkflowTaskFailedCause,
+)
 from temporalio.api.history.v1 import (
     HistoryEvent,
     WorkflowExecutionStartedEventAttributes,
@@ -116,6 +127,7 @@ class HistoryBuilder:
         self._failed_keys: list[bytes] | None = None
         self._failure_streak = 0
         self._flags_written = False
+        self.build_id: str | None = None
 
     # -- writing events -------------------------------------------------------------------------
 
@@ -231,9 +243,16 @@ class HistoryBuilder:
                 started_event_id=open_task.started_event_id,
                 identity=open_task.identity,
                 sdk_metadata=self._sdk_metadata(completions),
+                **self._worker_version(),
             )
         )
         _commands.write_commands(self, commands, open_task.scheduled_event_id)
+
+    def _worker_version(self) -> dict[str, Any]:
+        if not self.build_id:
+            return {}
+        return {"worker_version": WorkerVersionStamp(build_id=self.build_id, use_versioning=True),
+                "versioning_behavior": VersioningBehavior.VERSIONING_BEHAVIOR_PINNED}
 
     def finish(self) -> list[HistoryEvent]:
         """Write what is left (the open task's outcome, the close event) and return the events."""
@@ -439,6 +458,7 @@ def build_history(
     parent_workflow_id: str | None = None,
     parent_run_id: str | None = None,
     parent_namespace: str | None = None,
+    build_id: str | None = None,
 ) -> list[HistoryEvent]:
     """The Temporal history of one run, as a Temporal server and Core worker would have written it.
 
@@ -454,7 +474,8 @@ def build_history(
     ``identity`` where a record names none (records of older dbosify versions); activity events
     carry the identity of the attempt's record; the started event carries the start request's
     own identity. ``attempt``, ``continued_from_run_id`` and the ``parent_*`` arguments are the run's
-    own (a start request cannot hold them). Event times are the activations' timestamps (which
+    own (a start request cannot hold them). ``build_id``: the worker version the run is pinned
+    to, written on every workflow-task-completed event as Temporal writes the worker version. Event times are the activations' timestamps (which
     Core sets from the workflow task started time), so ``workflow.now()`` replays exactly; a
     close event keeps its own time.
 
@@ -478,6 +499,7 @@ def build_history(
     builder = HistoryBuilder(
         run_id=run_id, start_request=start_request, identity=identity, close_event=close_event
     )
+    builder.build_id = build_id
     builder.start(
         started_attributes(
             run_id=run_id,

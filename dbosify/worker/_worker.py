@@ -39,6 +39,11 @@ class Worker:
     runs in temporalio's own workflow instance; the engine records every event in the database,
     so runs survive a crash of this process and continue on any worker of the task queue.
 
+    ``build_id`` pins runs to this worker's version, as Temporal's build-id versioning does:
+    a run started while this is the newest worker of its type records the build id (shown by
+    ``describe()`` and in the history) and is only ever driven by a worker with the same build
+    id, in this process or another, so changed code never breaks a run in flight.
+
     It runs on the event loop it is started on, in the background (in Jupyter, the kernel's),
     and never blocks that loop. Several workers (task queues) may run in one process; a worker
     can be shut down and a new one started with changed definitions without losing runs.
@@ -66,6 +71,8 @@ class Worker:
         graceful_shutdown_timeout: timedelta = timedelta(),
         workflow_failure_exception_types: Sequence[type[BaseException]] = (),
         debug_mode: bool = False,
+        build_id: str | None = None,
+        use_worker_versioning: bool = False,
         **options: Any,
     ) -> None:
         from dbosify._service._service import DatabaseService
@@ -84,6 +91,12 @@ class Worker:
         self.client = client
         self.task_queue = task_queue
         self.identity = identity
+        if use_worker_versioning and not build_id:
+            raise ValueError("build_id must be specified when use_worker_versioning is True")
+        # Worker versioning (DESIGN §6): a run started while this worker is the newest of its
+        # type is pinned to this build id, and only a worker with it drives the run (and runs
+        # its activities on this task queue). None: unversioned, as before.
+        self.build_id = build_id
         self.process: Process = service.process
         self.max_concurrent_activities = max_concurrent_activities or 100
         self.max_concurrent_workflow_tasks = max_concurrent_workflow_tasks or 100
