@@ -10,6 +10,7 @@ from dbosify.notebook._config import Dbosify, NotebookUsageError
 from dbosify.notebook._frames import history_frame, load_history, runs_frame
 from dbosify.notebook._handle import RunHandle
 from dbosify.notebook._loop import BackgroundLoop, background_loop, run_sync
+from dbosify.notebook._replay import replay_frame
 from dbosify.notebook._session import (
     RestoreReport,
     Session,
@@ -46,6 +47,7 @@ __all__ = [
     "history_frame",
     "load_history",
     "query",
+    "replay_frame",
     "result",
     "run_sync",
     "runs_frame",
