@@ -154,5 +154,5 @@ async def test_replay_frame_needs_the_workflow_class(client: Client) -> None:
         replay_frame(client, "ap-x", workflows=[])
     with pytest.raises(LookupError, match="%%workflow"):
         replay_frame(client, "ap-x")
-    with pytest.raises(TypeError, match="not a @workflow.defn"):
+    with pytest.raises(TypeError, match=r"not a @workflow\.defn"):
         replay_frame(client, "ap-x", workflows=[int])
