@@ -18,6 +18,7 @@ from temporalio.bridge.proto.workflow_completion import WorkflowActivationComple
 
 from dbosify._runtime._records import CloseRecords
 from dbosify._runtime._retry import decide_retry
+from dbosify._runtime._scheduler import cron_continuation
 from dbosify._runtime._starting import start_run
 from dbosify.history._events import close_event_from_completion
 
@@ -128,6 +129,12 @@ class Closer:
                 attempt = driver.row.attempt + 1
             else:
                 retry_state = decision.state
+        if new_request is None and driver.start_request.cron_schedule:
+            # Temporal's older cron: a completed or finally failed run is followed by the
+            # next one, at the next cron time.
+            new_request = cron_continuation(driver.start_request, command, at_ms)
+            if new_request is not None:
+                new_run_id = str(uuid.uuid4())
         event = close_event_from_completion(completion, time_ms=at_ms,
                                             new_execution_run_id=new_run_id,
                                             retry_state=retry_state)

@@ -46,6 +46,7 @@ __all__ = [
     "compile_spec",
     "jitter_offset_ms",
     "matching_times",
+    "next_cron_time",
     "next_time",
     "normalize_spec",
     "parse_cron",
@@ -487,3 +488,19 @@ def jitter_offset_ms(spec: CompiledSpec, schedule_id: str, nominal_ms: int,
         return 0
     digest = hashlib.sha256(f"{schedule_id}\0{nominal_ms}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % limit
+
+
+def next_cron_time(cron: str, after_ms: int) -> int:
+    """The next time after ``after_ms`` of a workflow's ``cron_schedule`` (Temporal's older
+    cron: UTC unless the string starts with ``CRON_TZ=``). Raises :class:`ScheduleSpecError`
+    for a string Temporal would refuse, or one that never matches again.
+
+    >>> next_cron_time("@every 10s", 12_345)
+    20000
+    """
+    spec = compile_spec(normalize_spec(ScheduleSpec(cron_string=[cron])))
+    found = next_time(spec, after_ms)
+    if found is None:
+        raise ScheduleSpecError(f"cron string {cron!r} never matches after "
+                                f"{datetime.fromtimestamp(after_ms / 1000, timezone.utc)}")
+    return found

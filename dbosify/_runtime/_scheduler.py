@@ -31,6 +31,7 @@ from temporalio.api.workflowservice.v1 import (
     RequestCancelWorkflowExecutionRequest,
     StartWorkflowExecutionRequest,
 )
+from temporalio.bridge.proto.workflow_commands import WorkflowCommand
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.converter import encode_search_attributes
 
@@ -38,6 +39,7 @@ from dbosify._runtime._schedule_spec import (
     CompiledSpec,
     compile_spec,
     jitter_offset_ms,
+    next_cron_time,
     next_time,
 )
 from dbosify._runtime._starting import WorkflowAlreadyStarted, start_run, terminate_in
@@ -193,6 +195,33 @@ def normalized_retry_policy(policy: RetryPolicy) -> None:
         policy.maximum_interval.FromMilliseconds(policy.initial_interval.ToMilliseconds() * 100)
 
 
+def cron_continuation(old: StartWorkflowExecutionRequest, command: WorkflowCommand,
+                      at_ms: int) -> StartWorkflowExecutionRequest | None:
+    """The next run of a workflow started with ``cron_schedule`` (Temporal's older cron), for
+    a run that completed or failed (after its retries) at ``at_ms``: the same request, delayed
+    to the next cron time, carrying the last result or the failure. None for any other close
+    (a cancelled or terminated run ends its cron)."""
+    if not old.cron_schedule:
+        return None
+    req = StartWorkflowExecutionRequest()
+    req.CopyFrom(old)
+    req.request_id = ""
+    req.ClearField("workflow_start_delay")
+    req.ClearField("continued_failure")
+    if command.HasField("complete_workflow_execution"):
+        req.ClearField("last_completion_result")
+        if command.complete_workflow_execution.HasField("result"):
+            req.last_completion_result.payloads.append(command.complete_workflow_execution.result)
+    elif command.HasField("fail_workflow_execution"):
+        # The last successful result stays; the failure is the new run's last_failure.
+        req.continued_failure.CopyFrom(command.fail_workflow_execution.failure)
+    else:
+        return None
+    req.workflow_start_delay.FromMilliseconds(max(next_cron_time(old.cron_schedule, at_ms)
+                                                  - at_ms, 0))
+    return req
+
+
 # Acting ----------------------------------------------------------------------------------------
 
 def refresh_running(conn: sa.Connection, rec: ScheduleRecord) -> None:
@@ -295,8 +324,11 @@ def start(process: Process, conn: sa.Connection, rec: ScheduleRecord, item: dict
     req.search_attributes.CopyFrom(attrs)
     local = process.serves_workflows(action.task_queue.name)
     try:
+        # Pinned to the version of the worker here that will drive it, as a client start is.
         started = start_run(process.store, req, owner=process.executor_id if local else None,
-                            conn=conn)
+                            conn=conn, build_id=process.start_build_id(
+                                action.task_queue.name, action.workflow_type.name)
+                            if local else None)
     except WorkflowAlreadyStarted as err:
         logger.warning("schedule %r could not start %s: %s", rec.schedule_id, workflow_id, err)
         return

@@ -38,13 +38,19 @@ from temporalio.api.workflowservice.v1 import (
     ListSchedulesResponse,
     PatchScheduleRequest,
     PatchScheduleResponse,
+    StartWorkflowExecutionRequest,
     UpdateScheduleRequest,
     UpdateScheduleResponse,
 )
 from temporalio.converter import decode_search_attributes
 from temporalio.service import RPCStatusCode
 
-from dbosify._runtime._schedule_spec import ScheduleSpecError, matching_times, normalize_spec
+from dbosify._runtime._schedule_spec import (
+    ScheduleSpecError,
+    matching_times,
+    next_cron_time,
+    normalize_spec,
+)
 from dbosify._runtime._scheduler import (
     AfterCommit,
     ScheduleConflict,
@@ -113,6 +119,23 @@ def _validated(schedule_id: str, schedule: Schedule) -> Schedule:
     if out.action.start_workflow.HasField("retry_policy"):
         normalized_retry_policy(out.action.start_workflow.retry_policy)
     return out
+
+
+def delay_to_first_cron_time(req: StartWorkflowExecutionRequest) -> None:
+    """A start with ``cron_schedule`` (Temporal's older cron) waits for the first cron time:
+    set its start delay, or raise INVALID_ARGUMENT for a cron string Temporal would refuse."""
+    if not req.cron_schedule:
+        return
+    if req.HasField("workflow_start_delay") and req.workflow_start_delay.ToMilliseconds():
+        raise invalid_argument("a workflow start cannot have both a cron schedule and a start "
+                               "delay; drop one of them")
+    now = now_ms()
+    try:
+        first = next_cron_time(req.cron_schedule, now)
+    except ScheduleSpecError as err:
+        raise invalid_argument(f"invalid cron schedule of workflow {req.workflow_id!r}: "
+                               f"{err}") from None
+    req.workflow_start_delay.FromMilliseconds(max(first - now, 0))
 
 
 def _ms(ts: Any) -> int:

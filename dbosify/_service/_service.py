@@ -74,7 +74,7 @@ from dbosify._service import _updates, _visibility_rpc
 from dbosify._service._describe import describe_run
 from dbosify._service._errors import already_started, invalid_argument, not_found, rpc_error
 from dbosify._service._history import RecordReader, replay_query
-from dbosify._service._schedules import ScheduleService
+from dbosify._service._schedules import ScheduleService, delay_to_first_cron_time
 
 S = WorkflowExecutionStatus
 RUNNING = S.WORKFLOW_EXECUTION_STATUS_RUNNING
@@ -173,6 +173,7 @@ class DatabaseService(ScheduleService, temporalio.service.ServiceClient):
     async def _start(self, req: StartWorkflowExecutionRequest,
                      signal: SignalWorkflowExecutionRequest | None = None) -> tuple[str, bool]:
         self._validate_start(req)
+        delay_to_first_cron_time(req)
         process = self.process
         local = process.serves_workflows(req.task_queue.name)
         owner = process.executor_id if local else None
@@ -459,6 +460,7 @@ class DatabaseService(ScheduleService, temporalio.service.ServiceClient):
         start = req.operations[0].start_workflow
         update = req.operations[1].update_workflow
         self._validate_start(start)
+        delay_to_first_cron_time(start)
         process = self.process
         local = process.serves_workflows(start.task_queue.name)
 

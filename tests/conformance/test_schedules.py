@@ -480,3 +480,58 @@ async def test_list_schedules_with_query(client: Client) -> None:
     with pytest.raises(RPCError) as err:
         [s async for s in await client.list_schedules("Team = ")]
     assert err.value.status == RPCStatusCode.INVALID_ARGUMENT
+
+
+@workflow.defn
+class CronCount:
+    """Counts its runs through the last completion result; fails on run 2 if asked."""
+
+    @workflow.run
+    async def run(self, fail_second: bool) -> int:
+        last = workflow.get_last_completion_result(int) if workflow.has_last_completion_result() \
+            else 0
+        failure = workflow.get_last_failure()
+        if fail_second and last == 1 and failure is None:
+            raise ApplicationError("second run fails", non_retryable=True)
+        return (last or 0) + 1
+
+
+async def test_cron_schedule_on_start_workflow(client: Client) -> None:
+    async with Worker(client, task_queue=Q, workflows=[CronCount]):
+        started = datetime.now(timezone.utc)
+        handle = await client.start_workflow(CronCount.run, True, id="cron-count",
+                                             task_queue=Q, cron_schedule="@every 1s")
+        first = await handle.describe()
+        assert first.status == WorkflowExecutionStatus.RUNNING
+        assert first.execution_time is not None and first.execution_time >= \
+            started.replace(microsecond=0)
+
+        async def runs() -> list[Any]:
+            return [r async for r in client.list_workflows("WorkflowId = 'cron-count'")]
+
+        listed = await eventually(runs, lambda rs: sum(
+            r.status != WorkflowExecutionStatus.RUNNING for r in rs) >= 4)
+        await handle.terminate("enough")  # Terminating the current run ends the cron.
+        closed = sorted((r for r in listed if r.status != WorkflowExecutionStatus.RUNNING),
+                        key=lambda r: r.start_time)
+        statuses = [r.status for r in closed]
+        assert statuses[:4] == [WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.FAILED,
+                                WorkflowExecutionStatus.COMPLETED,
+                                WorkflowExecutionStatus.COMPLETED]
+        results = []
+        for run in closed[:4]:
+            if run.status == WorkflowExecutionStatus.COMPLETED:
+                results.append(await client.get_workflow_handle(
+                    run.id, run_id=run.run_id).result(follow_runs=False))
+        # The failed run keeps the last result: the run after it counts on from 1.
+        assert results == [1, 2, 3]
+        # One chain: every run has the first run as its first execution.
+        assert {r.raw_info.first_run_id for r in listed} == {first.run_id}
+        count = len(await runs())
+        await asyncio.sleep(1.5)
+        assert len(await runs()) == count  # No run after the termination.
+        with pytest.raises(RPCError) as err:
+            await client.start_workflow(CronCount.run, False, id="cron-bad", task_queue=Q,
+                                        cron_schedule="every minute")
+        assert err.value.status == RPCStatusCode.INVALID_ARGUMENT
+        assert "invalid cron schedule" in str(err.value)
