@@ -28,6 +28,7 @@ from dbosify.notebook._session import (
     terminate,
     update,
 )
+from dbosify.notebook._timeline import Timeline, timeline
 
 __all__ = [
     "BackgroundLoop",
@@ -38,6 +39,7 @@ __all__ = [
     "RunHandle",
     "Session",
     "Status",
+    "Timeline",
     "background_loop",
     "cancel",
     "close",
@@ -55,5 +57,6 @@ __all__ = [
     "start",
     "status",
     "terminate",
+    "timeline",
     "update",
 ]
