@@ -289,7 +289,6 @@ class Process(ProcessMessaging):
                            len(self.workers))
         for worker in self.workers:
             worker.stopping = True
-        run_ids = list(self.drivers)
         self.workers.clear()
         self.drivers.clear()
         self.fresh_runs.clear()
@@ -304,8 +303,10 @@ class Process(ProcessMessaging):
         self._maintain_task = None
         self._wake_maintain = asyncio.Event()
         self.loop = None
-        # A blocking call, once: the new loop's workers must find these runs unowned.
-        self.store.release_runs(run_ids, self.executor_id)
+        # Every run this process holds was driven on the dead loop (including one whose driver
+        # was cancelled before its worker could give it back). A blocking call, once: the new
+        # loop's workers must find these runs unowned.
+        self.store.release_owned_runs(self.executor_id)
 
     async def remove_worker(self, worker: Any) -> None:
         """Stop a worker's runs here and give them back, so another worker takes them."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -44,6 +43,7 @@ from dbosify._runtime._schedule_spec import (
 )
 from dbosify._runtime._starting import WorkflowAlreadyStarted, start_run, terminate_in
 from dbosify._store import _schedules as q
+from dbosify._store._clock import now_ms
 
 if TYPE_CHECKING:
     from dbosify._runtime._process import Process
@@ -62,8 +62,6 @@ SCHEDULED_START_TIME = SearchAttributeKey.for_datetime("TemporalScheduledStartTi
 SCHEDULED_BY_ID = SearchAttributeKey.for_keyword("TemporalScheduledById")
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def rfc3339(ms: int) -> str:

@@ -58,7 +58,6 @@ from dbosify._runtime._scheduler import (
     drain_buffer,
     finish,
     normalized_retry_policy,
-    now_ms,
     refresh_running,
     save,
     scheduler_of,
@@ -66,6 +65,7 @@ from dbosify._runtime._scheduler import (
 )
 from dbosify._service._errors import already_started, invalid_argument, not_found, rpc_error
 from dbosify._store import _schedules as q
+from dbosify._store._clock import now_ms
 from dbosify._store._visibility_parse import (
     And,
     Between,

@@ -104,6 +104,8 @@ class DatabaseService(ScheduleService, temporalio.service.ServiceClient):
         self.process = process
         self.reader = RecordReader(process)
         self._metadata: Mapping[str, str | bytes] = dict(config.rpc_metadata)
+        self.closed = False
+        """Set by ``Client.close()``: the client's calls are refused from then on."""
 
     @property
     def worker_service_client(self) -> Any:
@@ -128,6 +130,9 @@ class DatabaseService(ScheduleService, temporalio.service.ServiceClient):
         metadata: Mapping[str, str | bytes],
         timeout: timedelta | None,
     ) -> temporalio.service.ServiceResponse:
+        if self.closed:
+            raise rpc_error(RPCStatusCode.UNAVAILABLE,
+                            "this client was closed (Client.close()); connect a new client")
         if self.process.closed:
             raise rpc_error(RPCStatusCode.UNAVAILABLE,
                             f"this client's database {self.process.db.redacted} was closed "

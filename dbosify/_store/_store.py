@@ -248,6 +248,14 @@ class Store:
                          .values(owner=None))
             self._notify(conn, "run:")
 
+    def release_owned_runs(self, owner: str) -> None:
+        """Give back every running run ``owner`` holds (its workers' event loop is gone)."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(t.runs).where(t.runs.c.owner == owner,
+                                                 t.runs.c.status == RUNNING)
+                         .values(owner=None))
+            self._notify(conn, "run:")
+
     def upsert_search_attributes(self, run_id: str, names: Sequence[str],
                                  rows: Sequence[dict[str, Any]]) -> None:
         """Replace the named search attributes of a run (a name with no rows is removed)."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime, timedelta, timezone
 from typing import Any, NoReturn
 
 import temporalio.client
@@ -14,6 +16,8 @@ import temporalio.converter
 import temporalio.testing
 
 from dbosify._runtime._process import close_current, current_process
+from dbosify._runtime._time_skipping import TimeSkipper
+from dbosify._store import _clock
 from dbosify._store._database import resolve_database_url
 from dbosify.client import Client
 
@@ -24,8 +28,9 @@ class WorkflowEnvironment(temporalio.testing.WorkflowEnvironment):
     :meth:`start_local` gives a fresh embedded database (a SQLite file in a temporary directory,
     removed by :meth:`shutdown`) or the database you name; :meth:`from_client` wraps a client you
     have. As in temporalio, an ``assert`` that fails in workflow code fails the workflow (instead
-    of retrying its task), and :meth:`sleep` is real time. Time skipping is a feature of
-    Temporal's test servers that dbosify does not have: :meth:`start_time_skipping` says so.
+    of retrying its task), and :meth:`sleep` is real time. :meth:`start_time_skipping` gives a
+    fresh embedded database whose clock skips ahead while a test waits, as Temporal's
+    time-skipping test server does.
 
     >>> async with await WorkflowEnvironment.start_local() as env:  # doctest: +SKIP
     ...     async with Worker(env.client, task_queue="q", workflows=[Greet]):
@@ -77,14 +82,51 @@ class WorkflowEnvironment(temporalio.testing.WorkflowEnvironment):
         return env
 
     @classmethod
-    async def start_time_skipping(cls, **_: Any) -> NoReturn:
-        """Not available: time skipping needs one of Temporal's test servers."""
-        _no_time_skipping()
+    async def start_time_skipping(
+        cls,
+        *,
+        data_converter: temporalio.converter.DataConverter = (
+            temporalio.converter.DataConverter.default),
+        interceptors: Sequence[temporalio.client.Interceptor] = (),
+        plugins: Sequence[temporalio.client.Plugin] = (),
+        default_workflow_query_reject_condition: (
+            temporalio.common.QueryRejectCondition | None) = None,
+        identity: str | None = None,
+        **ignored: Any,
+    ) -> WorkflowEnvironment:
+        """An environment on a fresh embedded database whose clock skips, with the semantics of
+        temporalio's time-skipping test server: while the test awaits a workflow's result,
+        whenever every run waits only on time (timers, activity retries and timeouts, run
+        timeouts, schedules), the clock jumps to the next deadline. :meth:`sleep` moves the
+        clock forward, :meth:`get_current_time` and ``workflow.now()`` show the skipped time,
+        and :meth:`auto_time_skipping_disabled` stops the automatic skips. Time stands still
+        for no one: while an activity runs, the clock runs at wall speed.
+
+        temporalio's test-server options (``port``, ``test_server_*`` ...) are accepted and
+        ignored: there is no server to download or start.
+
+        >>> async with await WorkflowEnvironment.start_time_skipping() as env:  # doctest: +SKIP
+        ...     async with Worker(env.client, task_queue="q", workflows=[WaitAMonth]):
+        ...         await env.client.execute_workflow(WaitAMonth.run, id="w", task_queue="q")
+        """
+        local = await cls.start_local(
+            data_converter=data_converter, interceptors=interceptors, plugins=plugins,
+            default_workflow_query_reject_condition=default_workflow_query_reject_condition,
+            identity=identity)
+        assert isinstance(local, WorkflowEnvironment)
+        process = current_process()
+        assert process is not None
+        env = _TimeSkippingEnvironment(local.client, TimeSkipper(process))
+        env._database, env._directory = local._database, local._directory
+        return env
 
     @classmethod
     async def start_time_skipping_v2(cls, **_: Any) -> NoReturn:
-        """Not available: time skipping needs one of Temporal's test servers."""
-        _no_time_skipping()
+        """Not available: per-workflow time skipping (``TimeSkipper``, ``fast_forward``) is a
+        feature of Temporal's dev server; use :meth:`start_time_skipping`."""
+        raise NotImplementedError(
+            "dbosify has no per-workflow (V2) time skipping: use "
+            "WorkflowEnvironment.start_time_skipping(), whose clock skips for every workflow")
 
     async def shutdown(self) -> None:
         """Close the environment's database (when :meth:`start_local` opened it) and remove
@@ -98,7 +140,92 @@ class WorkflowEnvironment(temporalio.testing.WorkflowEnvironment):
             self._directory = None
 
 
-def _no_time_skipping() -> NoReturn:
-    raise NotImplementedError(
-        "dbosify has no time-skipping test server: use WorkflowEnvironment.start_local() and "
-        "short real durations (timers, timeouts) in tests")
+class _TimeSkippingEnvironment(WorkflowEnvironment):
+    """The environment :meth:`WorkflowEnvironment.start_time_skipping` returns."""
+
+    def __init__(self, client: temporalio.client.Client, skipper: TimeSkipper) -> None:
+        self._skipper = skipper
+        self._auto = True
+        config = client.config()
+        config["interceptors"] = [*config["interceptors"], _UnlockWhileAwaitingResults(self)]
+        super().__init__(Client(**config))
+
+    @property
+    def supports_time_skipping_v1(self) -> bool:
+        return True
+
+    async def sleep(self, duration: timedelta | float) -> None:
+        """Move the clock forward by ``duration``; timers due meanwhile fire in order."""
+        seconds = duration.total_seconds() if isinstance(duration, timedelta) else duration
+        await self._skipper.sleep(seconds)
+
+    async def get_current_time(
+            self, handle: temporalio.client.WorkflowHandle[Any, Any] | None = None) -> datetime:
+        """The environment's (skipped) time."""
+        return datetime.fromtimestamp(_clock.now_ms() / 1000, timezone.utc)
+
+    @contextmanager
+    def auto_time_skipping_disabled(self) -> Iterator[None]:
+        """No automatic skips within the block (:meth:`sleep` still skips)."""
+        was = self._auto
+        self._auto = False
+        try:
+            yield None
+        finally:
+            self._auto = was
+
+    @asynccontextmanager
+    async def time_skipping_unlocked(self) -> AsyncIterator[None]:
+        """Skip automatically within the block (while a result is awaited)."""
+        if not self._auto:
+            yield None
+            return
+        self._skipper.unlock()
+        try:
+            yield None
+        finally:
+            self._skipper.lock()
+
+    async def shutdown(self) -> None:
+        """Stop skipping, return the engine to wall time and close the database."""
+        self._skipper.stop()
+        _clock.reset()
+        await super().shutdown()
+
+
+class _UnlockWhileAwaitingResults(temporalio.client.Interceptor):
+    """Handles started through the environment's client skip time while awaiting a result."""
+
+    def __init__(self, env: _TimeSkippingEnvironment) -> None:
+        self.env = env
+
+    def intercept_client(
+            self, next: temporalio.client.OutboundInterceptor
+    ) -> temporalio.client.OutboundInterceptor:
+        return _SkippingOutbound(next, self.env)
+
+
+class _SkippingOutbound(temporalio.client.OutboundInterceptor):
+    def __init__(self, next: temporalio.client.OutboundInterceptor,
+                 env: _TimeSkippingEnvironment) -> None:
+        super().__init__(next)
+        self.env = env
+
+    async def start_workflow(
+            self, input: temporalio.client.StartWorkflowInput
+    ) -> temporalio.client.WorkflowHandle[Any, Any]:
+        handle = await super().start_workflow(input)
+        handle.__class__ = _SkippingHandle
+        handle.env = self.env  # type: ignore[attr-defined]
+        return handle
+
+
+class _SkippingHandle(temporalio.client.WorkflowHandle[Any, Any]):
+    env: _TimeSkippingEnvironment
+
+    async def result(self, *, follow_runs: bool = True,
+                     rpc_metadata: Mapping[str, str | bytes] = {},
+                     rpc_timeout: timedelta | None = None) -> Any:
+        async with self.env.time_skipping_unlocked():
+            return await super().result(follow_runs=follow_runs, rpc_metadata=rpc_metadata,
+                                        rpc_timeout=rpc_timeout)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
 import temporalio.activity
 import temporalio.client
+import temporalio.converter
 import temporalio.workflow
 from temporalio.worker import (
     Interceptor,
@@ -22,6 +23,10 @@ from temporalio.worker import (
 from dbosify._runtime._activities import ActivityRunner
 from dbosify._runtime._instance import DEFAULT_DEADLOCK_TIMEOUT, WorkflowRegistration
 from dbosify._runtime._process import Process
+
+WorkerTarget = temporalio.client.Client | str | Mapping[str, Any] | None
+"""What a :class:`Worker` runs on: a client, a database URL, a DBOS config dict (its
+``system_database_url``), or None for the configured database."""
 
 _UNSUPPORTED = {
     "nexus_service_handlers": "Nexus services are not supported by dbosify",
@@ -48,6 +53,13 @@ class Worker:
     and never blocks that loop. Several workers (task queues) may run in one process; a worker
     can be shut down and a new one started with changed definitions without losing runs.
 
+    Its first argument is a client (as in temporalio), or, as in the earlier dbosify, a database
+    URL, a DBOS config dict (``{"system_database_url": ...}``) or None for the configured
+    database (``DBOSIFY_DATABASE_URL``, ``DBOS_SYSTEM_DATABASE_URL``, else the embedded SQLite
+    file); the worker then connects when it starts (``data_converter=`` and ``namespace=`` may
+    be given for that client). Sync activities run in a thread pool of the worker's own unless
+    ``activity_executor`` is given.
+
     Example::
 
         async with Worker(client, task_queue="q", workflows=[Greet], activities=[say_hi]):
@@ -56,7 +68,7 @@ class Worker:
 
     def __init__(
         self,
-        client: temporalio.client.Client,
+        client: WorkerTarget = None,
         *,
         task_queue: str,
         activities: Sequence[Callable[..., Any]] = (),
@@ -77,10 +89,25 @@ class Worker:
     ) -> None:
         from dbosify._service._service import DatabaseService
 
-        service = client.service_client
-        if not isinstance(service, DatabaseService):
-            raise TypeError("dbosify's Worker needs a client from dbosify.client.Client.connect "
-                            "(a temporalio Client talks to a Temporal server)")
+        self._client: temporalio.client.Client | None = None
+        self._owns_client = False
+        self._database: str | None = None
+        if isinstance(client, temporalio.client.Client):
+            service = client.service_client
+            if not isinstance(service, DatabaseService):
+                raise TypeError("dbosify's Worker needs a client from dbosify.client.Client."
+                                "connect (a temporalio Client talks to a Temporal server)")
+            self._client = client
+            self.process: Process = service.process
+            self._data_converter = client.data_converter
+            self._namespace = client.namespace
+            client_interceptors = client.config()["interceptors"]
+        else:
+            self._database = _database_of(client)
+            self._data_converter = options.pop(
+                "data_converter", temporalio.converter.DataConverter.default)
+            self._namespace = options.pop("namespace", "default")
+            client_interceptors = []
         for name in options:
             if name in _UNSUPPORTED:
                 raise ValueError(f"Worker({name}=...): {_UNSUPPORTED[name]}")
@@ -88,7 +115,6 @@ class Worker:
             raise ValueError("Worker needs a task_queue")
         if not activities and not workflows:
             raise ValueError("Worker needs at least one workflow or activity")
-        self.client = client
         self.task_queue = task_queue
         self.identity = identity
         if use_worker_versioning and not build_id:
@@ -97,7 +123,6 @@ class Worker:
         # type is pinned to this build id, and only a worker with it drives the run (and runs
         # its activities on this task queue). None: unversioned, as before.
         self.build_id = build_id
-        self.process: Process = service.process
         self.max_concurrent_activities = max_concurrent_activities or 100
         self.max_concurrent_workflow_tasks = max_concurrent_workflow_tasks or 100
         self.graceful_shutdown_timeout = graceful_shutdown_timeout
@@ -105,16 +130,17 @@ class Worker:
         # Client interceptors that are also worker interceptors apply to the worker too, as in
         # temporalio.
         self._interceptors: list[Interceptor] = [
-            i for i in client.config()["interceptors"] if isinstance(i, Interceptor)
+            i for i in client_interceptors if isinstance(i, Interceptor)
         ] + list(interceptors)
         self._activities = list(activities)
         self._activity_executor = activity_executor
+        # A pool of the worker's own for sync activities, made when it starts and shut down
+        # with it (temporalio insists on an executor; a notebook user should not have to).
+        self._own_executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._needs_executor = activity_executor is None and any(
+            not temporalio.activity._Definition.must_from_callable(a).is_async
+            for a in activities)
         self.activity_runner: ActivityRunner | None = None
-        if activity_executor is None and any(
-                not temporalio.activity._Definition.must_from_callable(a).is_async
-                for a in activities):
-            raise ValueError("sync activities need an activity_executor, e.g. "
-                             "concurrent.futures.ThreadPoolExecutor(), as in temporalio")
         self.workflow_registrations = self._register_workflows(
             workflows, workflow_runner or UnsandboxedWorkflowRunner(),
             unsandboxed_workflow_runner or UnsandboxedWorkflowRunner(),
@@ -148,15 +174,34 @@ class Worker:
             registrations[key] = WorkflowRegistration(
                 defn=defn,
                 runner=runner if defn.sandboxed else unsandboxed,
-                data_converter=self.client.data_converter,
+                data_converter=self._data_converter,
                 interceptor_classes=interceptor_classes,
                 failure_exception_types=list(failure_types) + list(defn.failure_exception_types),
-                namespace=self.client.namespace,
+                namespace=self._namespace,
                 task_queue=self.task_queue,
                 deadlock_timeout=deadlock_timeout,
                 slots=slots,
             )
         return registrations
+
+    @property
+    def client(self) -> temporalio.client.Client:
+        """The worker's client (a worker given a database connects when it starts)."""
+        if self._client is None:
+            raise RuntimeError("this worker connects to its database when it starts: its "
+                               "client exists once run() or 'async with' has begun")
+        return self._client
+
+    async def _connect(self) -> None:
+        if self._client is not None:
+            return
+        from dbosify.client import Client
+
+        client = await Client.connect(self._database, namespace=self._namespace,
+                                      data_converter=self._data_converter)
+        self._client = client
+        self._owns_client = True
+        self.process = client.service_client.process  # type: ignore[attr-defined]
 
     @property
     def is_running(self) -> bool:
@@ -176,10 +221,15 @@ class Worker:
         self._shutdown_requested = asyncio.Event()
         self._started = self._started or asyncio.Event()
         try:
+            await self._connect()
+            if self._needs_executor:
+                self._own_executor = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=self.max_concurrent_activities,
+                    thread_name_prefix=f"dbosify-activity-{self.task_queue}")
             if self._activities:
                 self.activity_runner = ActivityRunner(
                     task_queue=self.task_queue, activities=self._activities,
-                    activity_executor=self._activity_executor,
+                    activity_executor=self._activity_executor or self._own_executor,
                     data_converter=self.client.data_converter,
                     interceptors=self._interceptors, client=self.client,
                     max_concurrent=self.max_concurrent_activities)
@@ -196,8 +246,17 @@ class Worker:
             if self.activity_runner is not None:
                 await self.activity_runner.shutdown(self.graceful_shutdown_timeout.total_seconds())
                 await self._settle_runs()
-            await self.process.remove_worker(self)
+            if self._client is not None:
+                await self.process.remove_worker(self)
+            if self._owns_client and self._client is not None and hasattr(self._client, "close"):
+                # The client this worker made for itself: released with it (the database
+                # stays open while other clients or workers of the process use it).
+                await self._client.close()
         finally:
+            if self._own_executor is not None:
+                # Activities were given the grace period and cancelled; a sync one that ignores
+                # cancellation finishes in its thread, which is not waited for.
+                self._own_executor.shutdown(wait=False, cancel_futures=True)
             self._running = False
             self._done = True
 
@@ -236,3 +295,18 @@ class Worker:
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.shutdown()
 
+
+
+def _database_of(target: str | Mapping[str, Any] | None) -> str | None:
+    """The database URL a worker's first argument names (None: the configured database)."""
+    if target is None or isinstance(target, str):
+        return target
+    if isinstance(target, Mapping):
+        url = target.get("system_database_url") or target.get("database_url")
+        if url is not None and not isinstance(url, str):
+            raise TypeError(f"Worker(config): system_database_url must be a URL string, not "
+                            f"{type(url).__name__}")
+        return url
+    raise TypeError(
+        f"Worker's first argument must be a Client, a database URL, a DBOS config dict or None, "
+        f"not {type(target).__name__}")

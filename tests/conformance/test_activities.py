@@ -469,9 +469,13 @@ async def test_async_and_sync_activities_with_dataclasses(client: Client, wid: s
     assert result.summarised_on_loop_thread is False  # The sync activity ran in the pool.
 
 
-async def test_sync_activity_needs_an_executor(client: Client) -> None:
-    with pytest.raises(ValueError, match="activity_executor"):
-        Worker(client, task_queue="q", activities=[summarise])
+async def test_sync_activity_gets_a_default_pool(client: Client, wid: str) -> None:
+    """Unlike temporalio (which refuses), a sync activity with no activity_executor runs in a
+    thread pool of the worker's own (issue 9 §2: notebook users need not know executors)."""
+    order = Order("widget", 1, 2.0)
+    async with Worker(client, task_queue="q", workflows=WORKFLOWS, activities=ACTIVITIES):
+        result = await client.execute_workflow(Checkout.run, order, id=wid, task_queue="q")
+    assert result.summarised_on_loop_thread is False
 
 
 # --- 2. Retry policy ---------------------------------------------------------------------------

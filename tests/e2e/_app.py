@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -132,7 +133,20 @@ async def watchful(name: str) -> str:
     return name
 
 
-ACTIVITIES: list[Callable[..., Any]] = [step, gate, flaky, progress, watchful]
+@activity.defn
+async def checkpoint(name: str, gated: str) -> str:
+    """Marks its start; when ``name`` is ``gated``, waits for the release file; marks its end."""
+    mark("start", name)
+    directory = _marker_dir()
+    if name == gated:
+        assert directory is not None, "a gated checkpoint needs a marker directory"
+        while not (directory / RELEASE_FILE).exists():
+            await asyncio.sleep(0.02)
+    mark("done", name)
+    return name
+
+
+ACTIVITIES: list[Callable[..., Any]] = [step, gate, flaky, progress, watchful, checkpoint]
 
 
 # Workflows --------------------------------------------------------------------------------------
@@ -275,7 +289,116 @@ class CancelRemote:
         self.cancel_requested = True
 
 
-WORKFLOWS = [Pipeline, Backoff, Short, Blocked, Spanning, Progress, RemoteSteps, CancelRemote]
+# Versions of one workflow (the durability-order tests, issue 10) ------------------------------
+
+VERSION_ENV = "DBOSIFY_E2E_VERSION"
+"""Which version of ``Versioned`` and ``FirstPatched`` a worker process runs (1, 2 or 3)."""
+WAITING_LINE = "VERSIONED_WAITING"
+CHAIN_LINE = "CHAIN_RUN"
+
+
+class _Proceed:
+    def __init__(self) -> None:
+        self.go = False
+
+    @workflow.signal
+    def proceed(self) -> None:
+        self.go = True
+
+
+@workflow.defn(name="Versioned")
+class VersionedV1(_Proceed):
+    """``pre``, then ``old``, then waits for ``proceed``. ``gated`` names the activity that
+    blocks until the release file exists (the tests kill the worker while it blocks)."""
+
+    @workflow.run
+    async def run(self, gated: str) -> str:
+        first = await workflow.execute_activity(checkpoint, args=["pre", gated],
+                                                start_to_close_timeout=_TIMEOUT)
+        second = await workflow.execute_activity(checkpoint, args=["old", gated],
+                                                 start_to_close_timeout=_TIMEOUT)
+        print(f"{WAITING_LINE} {workflow.info().workflow_id}", flush=True)
+        await workflow.wait_condition(lambda: self.go)
+        return f"{first}-{second}"
+
+
+@workflow.defn(name="Versioned")
+class VersionedV2(_Proceed):
+    """v1 with ``new`` in place of ``old`` behind ``workflow.patched("v2")``."""
+
+    @workflow.run
+    async def run(self, gated: str) -> str:
+        first = await workflow.execute_activity(checkpoint, args=["pre", gated],
+                                                start_to_close_timeout=_TIMEOUT)
+        name = "new" if workflow.patched("v2") else "old"
+        second = await workflow.execute_activity(checkpoint, args=[name, gated],
+                                                 start_to_close_timeout=_TIMEOUT)
+        print(f"{WAITING_LINE} {workflow.info().workflow_id}", flush=True)
+        await workflow.wait_condition(lambda: self.go)
+        return f"{first}-{second}"
+
+
+@workflow.defn(name="Versioned")
+class VersionedV3(_Proceed):
+    """v2 once every v1 run is gone: ``workflow.deprecate_patch("v2")`` and ``new`` only."""
+
+    @workflow.run
+    async def run(self, gated: str) -> str:
+        first = await workflow.execute_activity(checkpoint, args=["pre", gated],
+                                                start_to_close_timeout=_TIMEOUT)
+        workflow.deprecate_patch("v2")
+        second = await workflow.execute_activity(checkpoint, args=["new", gated],
+                                                 start_to_close_timeout=_TIMEOUT)
+        print(f"{WAITING_LINE} {workflow.info().workflow_id}", flush=True)
+        await workflow.wait_condition(lambda: self.go)
+        return f"{first}-{second}"
+
+
+@workflow.defn(name="FirstPatched")
+class FirstPatchedV1:
+    """One activity, ``old``, scheduled by the first activation."""
+
+    @workflow.run
+    async def run(self, gated: str) -> str:
+        return await workflow.execute_activity(checkpoint, args=["old", gated],
+                                               start_to_close_timeout=_TIMEOUT)
+
+
+@workflow.defn(name="FirstPatched")
+class FirstPatchedV2:
+    """``new`` in place of ``old`` behind ``workflow.patched("first")``, in the first
+    activation."""
+
+    @workflow.run
+    async def run(self, gated: str) -> str:
+        name = "new" if workflow.patched("first") else "old"
+        return await workflow.execute_activity(checkpoint, args=[name, gated],
+                                               start_to_close_timeout=_TIMEOUT)
+
+
+@workflow.defn
+class Chain:
+    """Runs ``step("chain-<n>")``, prints ``CHAIN_RUN <n>``, and continues as new up to
+    ``total``."""
+
+    @workflow.run
+    async def run(self, n: int, total: int) -> str:
+        await workflow.execute_activity(step, args=[f"chain-{n}", 0],
+                                        start_to_close_timeout=_TIMEOUT)
+        print(f"{CHAIN_LINE} {n}", flush=True)
+        if n < total:
+            workflow.continue_as_new(args=[n + 1, total])
+        return f"chain done {n}"
+
+
+_VERSIONS: dict[str, list[type]] = {
+    "1": [VersionedV1, FirstPatchedV1],
+    "2": [VersionedV2, FirstPatchedV2],
+    "3": [VersionedV3, FirstPatchedV2],
+}
+
+WORKFLOWS = [Pipeline, Backoff, Short, Blocked, Spanning, Progress, RemoteSteps, CancelRemote,
+             Chain]
 
 
 # Entry point ------------------------------------------------------------------------------------
@@ -283,7 +406,8 @@ WORKFLOWS = [Pipeline, Backoff, Short, Blocked, Spanning, Progress, RemoteSteps,
 async def serve(url: str, task_queue: str, identity: str) -> None:
     """Serve ``task_queue`` until the process is killed."""
     client = await Client.connect(url)
-    async with Worker(client, task_queue=task_queue, workflows=WORKFLOWS,
+    versioned = _VERSIONS[os.environ.get(VERSION_ENV, "1")]
+    async with Worker(client, task_queue=task_queue, workflows=WORKFLOWS + versioned,
                       activities=ACTIVITIES, identity=identity):
         directory = _marker_dir()
         if directory is not None:
@@ -291,11 +415,34 @@ async def serve(url: str, task_queue: str, identity: str) -> None:
         await asyncio.Event().wait()
 
 
+DIE_ON_ENV = "DBOSIFY_E2E_DIE_ON"
+"""A worker with this set SIGKILLs itself the moment a line containing its value reaches its
+standard output: nothing the process would do after writing the line happens."""
+
+
+class _DieOn:
+    def __init__(self, inner: Any, text: str) -> None:
+        self.inner = inner
+        self.text = text
+
+    def write(self, data: str) -> int:
+        written = self.inner.write(data)
+        if self.text in data:
+            self.inner.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return int(written)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 def main(argv: list[str]) -> None:
     if len(argv) not in (3, 4):
         raise SystemExit("usage: _app.py DATABASE_URL TASK_QUEUE IDENTITY [MARKER_DIR]")
     if len(argv) == 4:
         os.environ[MARKER_ENV] = argv[3]
+    if os.environ.get(DIE_ON_ENV):
+        sys.stdout = _DieOn(sys.stdout, os.environ[DIE_ON_ENV])
     asyncio.run(serve(argv[0], argv[1], argv[2]))
 
 

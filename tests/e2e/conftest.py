@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 import pytest
 import sqlalchemy as sa
 
-from ._app import MARKER_ENV, RELEASE_FILE
+from ._app import DIE_ON_ENV, MARKER_ENV, RELEASE_FILE
 
 APP = Path(__file__).with_name("_app.py")
 T = TypeVar("T")
@@ -35,6 +36,8 @@ class WorkerProcess:
     popen: subprocess.Popen[bytes]
     identity: str
     log: Path
+    killed_on: str | None = None
+    """The line it was killed on (``Cluster.start(kill_on=...)``)."""
 
     @property
     def pid(self) -> int:
@@ -58,21 +61,34 @@ class Cluster:
 
     # Workers -------------------------------------------------------------------------------
 
-    def start(self, task_queue: str, identity: str, *, lease_s: float | None = None
-              ) -> WorkerProcess:
-        """Start a worker process serving ``task_queue`` as ``identity``."""
+    def start(self, task_queue: str, identity: str, *, lease_s: float | None = None,
+              env: dict[str, str] | None = None, kill_on: str | None = None) -> WorkerProcess:
+        """Start a worker process serving ``task_queue`` as ``identity``. ``kill_on``: the
+        worker SIGKILLs itself the moment a line containing that text reaches its standard
+        output (see ``_app.DIE_ON_ENV``), so nothing it would do after writing the line runs;
+        the line is in ``killed_on``."""
+        extra_env = env
         env = {k: v for k, v in os.environ.items()
                if k not in ("DBOSIFY_DATABASE_URL", "DBOS_SYSTEM_DATABASE_URL")}
         env[MARKER_ENV] = str(self.markers)
         env["PYTHONUNBUFFERED"] = "1"
         if lease_s is not None:
             env["DBOSIFY_LEASE_SECONDS"] = str(lease_s)
+        env.update(extra_env or {})
+        if kill_on is not None:
+            env[DIE_ON_ENV] = kill_on
         log = self.logs / f"worker-{len(self.procs)}.log"
-        with log.open("wb") as out:
-            popen = subprocess.Popen(
-                [sys.executable, str(APP), self.url, task_queue, identity, str(self.markers)],
-                env=env, stdout=out, stderr=subprocess.STDOUT, cwd=self.logs)
-        proc = WorkerProcess(popen, identity, log)
+        args = [sys.executable, str(APP), self.url, task_queue, identity, str(self.markers)]
+        if kill_on is None:
+            with log.open("wb") as out:
+                popen = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                         cwd=self.logs)
+            proc = WorkerProcess(popen, identity, log)
+        else:
+            popen = subprocess.Popen(args, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, cwd=self.logs)
+            proc = WorkerProcess(popen, identity, log)
+            threading.Thread(target=_watch, args=(proc, kill_on.encode()), daemon=True).start()
         self.procs.append(proc)
         return proc
 
@@ -154,6 +170,17 @@ class Cluster:
                 f"SELECT count(*) FROM {table} WHERE workflow_uuid = :r "
                 "AND function_name = 'dbosify.event' AND output IS NOT NULL"),
                 {"r": run_id}).scalar_one())
+
+
+def _watch(proc: WorkerProcess, text: bytes) -> None:
+    """Copy ``proc``'s output to its log, noting the line containing ``text``."""
+    assert proc.popen.stdout is not None
+    with proc.log.open("ab") as log:
+        for line in iter(proc.popen.stdout.readline, b""):
+            if text in line and proc.killed_on is None:
+                proc.killed_on = line.decode(errors="replace").strip()
+            log.write(line)
+            log.flush()
 
 
 @pytest.fixture

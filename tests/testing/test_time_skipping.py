@@ -1,0 +1,194 @@
+"""``WorkflowEnvironment.start_time_skipping()``: temporalio's time-skipping semantics on a
+fresh embedded database (the clock jumps while every run waits only on time)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from datetime import datetime, timedelta
+
+import pytest
+
+from dbosify import activity, workflow
+from dbosify._store import _clock
+from dbosify.client import (
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleIntervalSpec,
+    ScheduleSpec,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+)
+from dbosify.common import RetryPolicy
+from dbosify.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
+from dbosify.testing import WorkflowEnvironment
+from dbosify.worker import Worker
+
+Q = "skip-q"
+# Generous: without skipping these tests would wait for days; with it they take moments.
+WALL_LIMIT_S = 30.0
+
+
+@workflow.defn
+class WaitAMonth:
+    @workflow.run
+    async def run(self) -> float:
+        before = workflow.now()
+        await asyncio.sleep(timedelta(days=30).total_seconds())
+        return (workflow.now() - before).total_seconds()
+
+
+@activity.defn
+async def never_runs() -> str:
+    return "ran"
+
+
+@activity.defn
+async def always_fails() -> str:
+    raise ApplicationError(f"attempt {activity.info().attempt} failed")
+
+
+@workflow.defn
+class SlowActivities:
+    """An activity nobody serves within its 10-day timeout, then one retried for days."""
+
+    @workflow.run
+    async def run(self) -> list[str]:
+        outcomes = []
+        try:
+            await workflow.execute_activity(never_runs, task_queue="nobody-serves-this",
+                                            schedule_to_close_timeout=timedelta(days=10))
+        except ActivityError as err:
+            assert isinstance(err.cause, TimeoutError)
+            outcomes.append(err.cause.type.name)
+        started = workflow.now()
+        try:
+            await workflow.execute_activity(
+                always_fails, schedule_to_close_timeout=timedelta(days=10),
+                retry_policy=RetryPolicy(initial_interval=timedelta(days=1),
+                                         maximum_attempts=4))
+        except ActivityError as err:
+            assert isinstance(err.cause, ApplicationError)
+            outcomes.append(err.cause.message)
+        outcomes.append(f"{(workflow.now() - started).days} days")
+        return outcomes
+
+
+@workflow.defn
+class UpdatableTimer:
+    """Temporal's updatable-timer sample: sleeps until a time a signal can move."""
+
+    def __init__(self) -> None:
+        self.wake_up_at: datetime | None = None
+        self.updated = False
+
+    @workflow.run
+    async def run(self, wake_up_at: datetime) -> datetime:
+        self.wake_up_at = wake_up_at
+        while True:
+            self.updated = False
+            sleep = (self.wake_up_at - workflow.now()).total_seconds()
+            if sleep <= 0:
+                return workflow.now()
+            try:
+                await workflow.wait_condition(lambda: self.updated, timeout=sleep)
+            except asyncio.TimeoutError:
+                return workflow.now()
+
+    @workflow.signal
+    def update_wake_up_time(self, wake_up_at: datetime) -> None:
+        self.wake_up_at = wake_up_at
+        self.updated = True
+
+    @workflow.query
+    def get_wake_up_time(self) -> datetime:
+        assert self.wake_up_at is not None
+        return self.wake_up_at
+
+
+@workflow.defn
+class Ping:
+    @workflow.run
+    async def run(self) -> str:
+        return "pong"
+
+
+async def test_a_thirty_day_sleep_is_skipped() -> None:
+    async with await WorkflowEnvironment.start_time_skipping() as env:
+        assert env.supports_time_skipping
+        start = await env.get_current_time()
+        async with Worker(env.client, task_queue=Q, workflows=[WaitAMonth]):
+            wall = time.monotonic()
+            slept = await env.client.execute_workflow(WaitAMonth.run, id="month", task_queue=Q)
+            assert time.monotonic() - wall < WALL_LIMIT_S
+        assert slept >= timedelta(days=30).total_seconds()
+        assert await env.get_current_time() - start >= timedelta(days=30)
+
+
+async def test_activity_timeouts_and_retries_follow_the_skipped_clock() -> None:
+    async with await WorkflowEnvironment.start_time_skipping() as env:
+        async with Worker(env.client, task_queue=Q, workflows=[SlowActivities],
+                          activities=[always_fails]):
+            wall = time.monotonic()
+            outcomes = await env.client.execute_workflow(SlowActivities.run, id="acts",
+                                                         task_queue=Q)
+            assert time.monotonic() - wall < WALL_LIMIT_S
+    assert outcomes[0] in (TimeoutType.SCHEDULE_TO_CLOSE.name,
+                           TimeoutType.SCHEDULE_TO_START.name)
+    # Backoffs of 1, 2 and 4 days between the four attempts.
+    assert outcomes[1:] == ["attempt 4 failed", "7 days"]
+
+
+async def test_sleep_moves_the_clock_and_auto_skipping_can_be_disabled() -> None:
+    async with await WorkflowEnvironment.start_time_skipping() as env:
+        async with Worker(env.client, task_queue=Q, workflows=[UpdatableTimer]):
+            now = await env.get_current_time()
+            with env.auto_time_skipping_disabled():
+                handle = await env.client.start_workflow(
+                    UpdatableTimer.run, now + timedelta(days=1), id="timer", task_queue=Q)
+                await env.sleep(timedelta(hours=2))
+                assert await env.get_current_time() - now >= timedelta(hours=2)
+                assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+                # Moved earlier by a signal: it wakes at the new time.
+                new_time = now + timedelta(hours=5)
+                await handle.signal(UpdatableTimer.update_wake_up_time, new_time)
+                assert await handle.query(UpdatableTimer.get_wake_up_time) == new_time
+                # Not awaited with skipping on: real time passes, nothing fires.
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(handle.result(), 0.5)
+            woke = await handle.result()
+            assert new_time <= woke < new_time + timedelta(minutes=1)
+
+
+async def test_schedules_follow_the_skipped_clock() -> None:
+    async with await WorkflowEnvironment.start_time_skipping() as env:
+        async with Worker(env.client, task_queue=Q, workflows=[Ping]):
+            handle = await env.client.create_schedule("daily", Schedule(
+                action=ScheduleActionStartWorkflow(Ping.run, id="ping", task_queue=Q),
+                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(days=1))])))
+            await env.sleep(timedelta(days=3, minutes=1))
+            desc = await handle.describe()
+            assert desc.info.num_actions == 3
+            times = [a.scheduled_at for a in desc.info.recent_actions]
+            assert [b - a for a, b in itertools.pairwise(times)] == \
+                [timedelta(days=1)] * 2
+            await handle.delete()
+
+
+@workflow.defn
+class FailsLater:
+    @workflow.run
+    async def run(self) -> None:
+        await asyncio.sleep(3600)
+        raise ApplicationError("an hour later", non_retryable=True)
+
+
+async def test_failures_still_fail_under_skipping() -> None:
+    async with await WorkflowEnvironment.start_time_skipping() as env:
+        async with Worker(env.client, task_queue=Q, workflows=[FailsLater]):
+            with pytest.raises(WorkflowFailureError) as err:
+                await env.client.execute_workflow(FailsLater.run, id="fails", task_queue=Q)
+    assert isinstance(err.value.cause, ApplicationError)
+    # Shut down, the engine's clock is wall time again.
+    assert abs(_clock.now_ms() / 1000 - time.time()) < 1
