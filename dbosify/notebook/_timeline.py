@@ -102,7 +102,7 @@ class Timeline:
 
     def _x(self, when: datetime) -> float:
         span = (self.end - self.start).total_seconds()
-        plot = self.width - self.label_width - 20
+        plot = self.width - self.label_width - 30
         return self.label_width + plot * (when - self.start).total_seconds() / span
 
     @property
@@ -146,7 +146,10 @@ class Timeline:
                     f'<path d="M{x:.1f},{cy - 7:.1f} L{x + 6:.1f},{cy:.1f} L{x:.1f},{cy + 7:.1f} '
                     f'L{x - 6:.1f},{cy:.1f} Z" fill="{color}" stroke="#333" '
                     f'class="{e(marker.kind)}"><title>{e(marker.title)}</title></path>')
-                out.append(f'<text x="{x + 8:.1f}" y="{cy + 4:.1f}" fill="#333">'
+                # Near the right edge the label goes on the marker's left.
+                right = x > self.width - 120
+                out.append(f'<text x="{x - 8 if right else x + 8:.1f}" y="{cy + 4:.1f}" '
+                           f'fill="#333"{" text-anchor=\"end\"" if right else ""}>'
                            f"{e(_clip(marker.label, 24))}</text>")
         out.append("</svg>")
         return "".join(out)
