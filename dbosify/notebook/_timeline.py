@@ -148,9 +148,9 @@ class Timeline:
                     f'class="{e(marker.kind)}"><title>{e(marker.title)}</title></path>')
                 # Near the right edge the label goes on the marker's left.
                 right = x > self.width - 120
+                anchor = ' text-anchor="end"' if right else ""
                 out.append(f'<text x="{x - 8 if right else x + 8:.1f}" y="{cy + 4:.1f}" '
-                           f'fill="#333"{" text-anchor=\"end\"" if right else ""}>'
-                           f"{e(_clip(marker.label, 24))}</text>")
+                           f'fill="#333"{anchor}>{e(_clip(marker.label, 24))}</text>')
         out.append("</svg>")
         return "".join(out)
 
