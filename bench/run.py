@@ -31,7 +31,7 @@ logger = logging.getLogger("bench")
 PG_SERVER = os.environ.get("DBOSIFY_BENCH_POSTGRES_SERVER", "postgresql://postgres@127.0.0.1:5432")
 PG_DATABASE = "dbosify_bench"
 BACKENDS = ("sqlite", "postgres")
-WORKLOADS = ("W1", "W2", "W3")
+WORKLOADS = ("W1", "W2", "W3", "N1", "N2")
 WORKLOAD_TIMEOUT_S = 180.0
 
 W1_TARGET_RATIO = 2.0
@@ -49,7 +49,8 @@ def emit(line: dict[str, Any]) -> None:
 
 
 def skipped_lines(backend: str, workloads: list[str], reason: str) -> list[dict[str, Any]]:
-    names = [n for w in workloads for n in (w, f"{w}_floor") if n != "W3_floor"]
+    names = [n for w in workloads for n in (w, f"{w}_floor")
+             if n != "W3_floor" and not n.startswith("N")]
     return [{"workload": n, "backend": backend, "n": 0, "skipped": reason, "target": None,
              "met": None} for n in names]
 
@@ -323,6 +324,9 @@ async def measure(backend: str, url: str, args: argparse.Namespace) -> list[dict
     w1, w1_floor = Latencies(), Latencies()
     w2 = w2_floor = None
     w3 = Latencies()
+    # N1 alternates with W1's blocks, so the two see the same load.
+    n1_parts = split(args.nb1 if "N1" in workloads else 0, rounds)
+    n1 = Latencies()
     for r in range(rounds):
         warmup = args.warmup if r == 0 else min(args.warmup, 5)
         w2_n = args.n2 if "W2" in workloads and r < args.w2_rounds else 0
@@ -341,7 +345,44 @@ async def measure(backend: str, url: str, args: argparse.Namespace) -> list[dict
             w1.extend(part)
             w2 = tp.add(w2) if tp else w2
             w3.extend(sig)
-    return result_lines(backend, args, w1, w1_floor, w2, w2_floor, w3)
+        if n1_parts[r]:
+            from bench._notebook import magic_wait_latencies
+
+            logger.info("[%s] round %d/%d: notebook (N1 %d)", backend, r + 1, rounds,
+                        n1_parts[r])
+            n1.extend(await asyncio.to_thread(magic_wait_latencies, url, n1_parts[r], warmup))
+    lines = result_lines(backend, args, w1, w1_floor, w2, w2_floor, w3)
+    return lines + notebook_lines(backend, args, w1, n1)
+
+
+def notebook_lines(backend: str, args: argparse.Namespace, w1: Latencies,
+                   n1: Latencies) -> list[dict[str, Any]]:
+    """N1 (beside W1 of the same run) and N2 (measured here, last)."""
+    from bench import _notebook
+
+    lines: list[dict[str, Any]] = []
+    base = {"backend": backend, "loadavg_1m": round(os.getloadavg()[0], 2)}
+    if n1.samples:
+        fields = n1.fields()
+        w1_p50 = w1.fields()["p50_ms"] if w1.samples else None
+        ratio = round(fields["p50_ms"] / w1_p50, 3) if w1_p50 else None
+        lines.append({"workload": "N1", **base, "n": len(n1.samples), **fields,
+                      "w1_p50_ms": w1_p50, "ratio": ratio,
+                      "target": f"ratio <= {_notebook.N1_TARGET_RATIO:g} (p50 / W1 p50)",
+                      "met": ratio <= _notebook.N1_TARGET_RATIO if ratio is not None else None})
+    if "N2" in args.workloads and args.nb2 > 0:
+        logger.info("[%s] notebook (N2: %d kernel restarts)", backend, args.nb2)
+        restarts = _notebook.kernel_restarts(args_url(args), args.nb2)
+        fields = _notebook.restart_fields(restarts)
+        lines.append({"workload": "N2", **base, "n": len(restarts.total), **fields,
+                      "target": f"p50_ms <= {_notebook.N2_TARGET_P50_MS:g}",
+                      "met": fields["p50_ms"] <= _notebook.N2_TARGET_P50_MS})
+    return lines
+
+
+def args_url(args: argparse.Namespace) -> str:
+    url: str = args.url
+    return url
 
 
 def result_lines(backend: str, args: argparse.Namespace, w1: Latencies, w1_floor: Latencies,
@@ -380,6 +421,7 @@ def result_lines(backend: str, args: argparse.Namespace, w1: Latencies, w1_floor
 
 
 async def run_backend(backend: str, url: str, args: argparse.Namespace) -> int:
+    args.url = url
     try:
         lines = await measure(backend, url, args)
     except Exception as err:
@@ -417,10 +459,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=(*BACKENDS, "all"), default="all")
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
-                        help="comma-separated subset of W1,W2,W3")
+                        help="comma-separated subset of W1,W2,W3,N1,N2")
     parser.add_argument("--n1", type=int, default=200, help="W1 runs (default 200)")
     parser.add_argument("--n2", type=int, default=500, help="W2 concurrent runs (default 500)")
     parser.add_argument("--n3", type=int, default=100, help="W3 round trips (default 100)")
+    parser.add_argument("--nb1", type=int, default=100, help="N1 runs (default 100)")
+    parser.add_argument("--nb2", type=int, default=5, help="N2 kernel restarts (default 5)")
     parser.add_argument("--warmup", type=int, default=20,
                         help="untimed W1 runs before the first round (default 20; 5 later)")
     parser.add_argument("--rounds", type=int, default=4,
@@ -455,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     for backend in backends:
         command = [sys.executable, "-m", "bench", "--child", backend,
                    "--workloads", ",".join(args.workloads), "--n1", str(args.n1),
-                   "--n2", str(args.n2), "--n3", str(args.n3), "--warmup", str(args.warmup),
+                   "--n2", str(args.n2), "--n3", str(args.n3), "--nb1", str(args.nb1),
+                   "--nb2", str(args.nb2), "--warmup", str(args.warmup),
                    "--rounds", str(args.rounds), "--w2-rounds", str(args.w2_rounds)]
         logger.info("[%s] starting", backend)
         proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)

@@ -199,11 +199,12 @@ class DbosifyMagics(Magics):
 
         def start() -> Any:
             session = self._session()
-            handle = session.start(args.type, *values, id=args.workflow_id,
-                                   task_queue=args.task_queue)
             if not args.wait:
-                return handle
-            return self._wait(lambda: session.result(handle.id), handle.id)
+                return session.start(args.type, *values, id=args.workflow_id,
+                                     task_queue=args.task_queue)
+            return self._wait(lambda: session.execute(
+                args.type, *values, id=args.workflow_id, task_queue=args.task_queue),
+                args.workflow_id or args.type)
 
         return self._guard(start)
 

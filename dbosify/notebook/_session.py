@@ -288,10 +288,9 @@ class Session:
         latest = self.latest.get(workflow_type)
         return latest.workflows.get(workflow_type) if latest is not None else None
 
-    def start(self, workflow: str | type, *args: Any, id: str | None = None,
-              task_queue: str | None = None, **options: Any) -> RunHandle:
-        """Start a workflow (a type name or class) and return its handle; ``options`` go to
-        temporalio's ``Client.start_workflow`` (``execution_timeout``, ``memo`` ...)."""
+    def _target(self, workflow: str | type, task_queue: str | None) -> tuple[Any, str, str]:
+        """What to start for ``workflow`` (its run method when the class is known, else its
+        name), its type name and its task queue."""
         if isinstance(workflow, type):
             defn = temporalio.workflow._Definition.from_class(workflow)
             if defn is None:
@@ -314,6 +313,13 @@ class Session:
         target: Any = name
         if cls is not None:
             target = temporalio.workflow._Definition.must_from_class(cls).run_fn
+        return target, name, queue
+
+    def start(self, workflow: str | type, *args: Any, id: str | None = None,
+              task_queue: str | None = None, **options: Any) -> RunHandle:
+        """Start a workflow (a type name or class) and return its handle; ``options`` go to
+        temporalio's ``Client.start_workflow`` (``execution_timeout``, ``memo`` ...)."""
+        target, name, queue = self._target(workflow, task_queue)
         workflow_id = id or f"{name}-{uuid.uuid4().hex[:8]}"
 
         async def go() -> temporalio.client.WorkflowHandle[Any, Any]:
@@ -321,6 +327,26 @@ class Session:
                                                     task_queue=queue, **options)
 
         return RunHandle.of(self._call(go(), workflow_id))
+
+    def execute(self, workflow: str | type, *args: Any, id: str | None = None,
+                task_queue: str | None = None, timeout: float | None = None,
+                **options: Any) -> Any:
+        """Start a workflow and wait for its result (``%workflow start ... --wait``). An
+        interrupt, or ``timeout`` seconds, stops the wait; the run goes on."""
+        target, name, queue = self._target(workflow, task_queue)
+        workflow_id = id or f"{name}-{uuid.uuid4().hex[:8]}"
+
+        async def go() -> Any:
+            # One hop to the background loop for both calls: this is the notebook's hot path.
+            handle = await self.client.start_workflow(target, args=list(args), id=workflow_id,
+                                                      task_queue=queue, **options)
+            return await handle.result()
+
+        try:
+            return self._call(go(), workflow_id, timeout)
+        except TimeoutError:
+            raise TimeoutError(f"no result from workflow {workflow_id!r} within {timeout:g} s; "
+                               "the run goes on") from None
 
     def handle(self, workflow_id: str | RunHandle) -> RunHandle:
         """The handle of a workflow id (its latest run)."""
@@ -530,6 +556,13 @@ def start(workflow: str | type, *args: Any, id: str | None = None,
           task_queue: str | None = None, **options: Any) -> RunHandle:
     """:meth:`Session.start` on the current session."""
     return current_session().start(workflow, *args, id=id, task_queue=task_queue, **options)
+
+
+def execute(workflow: str | type, *args: Any, id: str | None = None,
+            task_queue: str | None = None, timeout: float | None = None, **options: Any) -> Any:
+    """:meth:`Session.execute` on the current session."""
+    return current_session().execute(workflow, *args, id=id, task_queue=task_queue,
+                                     timeout=timeout, **options)
 
 
 def result(workflow_id: str | RunHandle, timeout: float | None = None) -> Any:
