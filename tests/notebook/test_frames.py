@@ -145,3 +145,30 @@ def test_run_version_reads_the_pinned_build_id() -> None:
     info.versioning_info.versioning_override.pinned.version.build_id = "pinned1"
     assert run_version(info) == "pinned1"
 
+
+
+PINGER = '''
+from dbosify import workflow
+
+
+@workflow.defn
+class Pinger:
+    @workflow.run
+    async def run(self) -> str:
+        return "pong"
+'''
+
+
+def test_runs_frame_shows_the_version_a_run_is_pinned_to(database: str) -> None:
+    import dbosify.notebook as nb
+
+    session, _ = nb.connect(database, notebook="frames-versions")
+    try:
+        cell = session.define(PINGER)
+        session.start("Pinger", id="v-1")
+        assert session.result("v-1", 30) == "pong"
+        df = runs_frame(session.client)
+        assert df["id"].tolist() == ["v-1"]
+        assert df["version"].tolist() == [cell.version]
+    finally:
+        nb.close()
