@@ -36,7 +36,7 @@ from dbosify._runtime._driver import RunDriver
 from dbosify._runtime._instance import WorkflowRegistration
 from dbosify._runtime._messaging import ProcessMessaging
 from dbosify._runtime._scheduler import run_scheduler
-from dbosify._store._database import DatabaseURL
+from dbosify._store._database import DatabaseURL, is_transient
 from dbosify._store._store import Store
 
 if TYPE_CHECKING:
@@ -52,6 +52,12 @@ workflows of its own version, and every dbosify reads the records of earlier for
 (``RECORD_FORMAT`` is stored in each record instead), so an upgrade strands no run."""
 
 DEFAULT_LEASE_S = 10.0
+DB_RETRY_SECONDS = 600.0
+"""How long a database call of a run is retried through transient errors before it fails (and
+the run's DBOS workflow with it, which the maintenance pass then puts back to work)."""
+_DB_RETRY_FIRST_S = 0.05
+_DB_RETRY_MAX_S = 2.0
+_ERRORED_CHECK_S = 5.0
 _RUN_FUNCTION = "dbosify.run"
 
 
@@ -154,8 +160,27 @@ class Process(ProcessMessaging):
     # Small helpers ----------------------------------------------------------------------------
 
     async def db_call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a blocking database call off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self.db_executor, lambda: fn(*args))
+        """Run a blocking database call off the event loop, retrying a transient error (the
+        database restarting, a dropped connection, a serialization failure) with backoff until
+        it passes, for up to ``DB_RETRY_SECONDS``: a run's statements ride out a restart, as
+        DBOS's own do. Every call is a whole transaction, so trying it again is safe."""
+        loop = asyncio.get_running_loop()
+        delay_s = _DB_RETRY_FIRST_S
+        give_up: float | None = None
+        while True:
+            try:
+                return await loop.run_in_executor(self.db_executor, lambda: fn(*args))
+            except Exception as err:
+                if self.closed or not is_transient(err):
+                    raise
+                now = loop.time()
+                give_up = give_up if give_up is not None else now + DB_RETRY_SECONDS
+                if now >= give_up:
+                    raise
+                logger.warning("database call %s failed (%s); retrying in %.2f s",
+                               getattr(fn, "__name__", fn), str(err).splitlines()[0], delay_s)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, _DB_RETRY_MAX_S)
 
     def spawn(self, coro: Coroutine[Any, Any, Any] | Awaitable[Any]) -> None:
         """Run a background coroutine on the engine loop, logging (not losing) its failure."""
@@ -387,6 +412,13 @@ class Process(ProcessMessaging):
         self.fresh_runs.discard(run_id)
         try:
             return await driver.run(first)
+        except Exception:
+            # DBOS now marks the workflow ERROR; the run is still RUNNING for dbosify, so the
+            # maintenance pass puts it back to work (requeue_errored_workflow), from its records.
+            logger.exception("run %s failed in this process; it will be resumed", run_id)
+            self._errored_seen = True
+            self.wake_dispatch()
+            raise
         finally:
             if self.drivers.get(run_id) is driver:
                 del self.drivers[run_id]
@@ -437,9 +469,24 @@ class Process(ProcessMessaging):
             await self.start_run(run_id)
         elif status.status == "PENDING" or status.status == "ENQUEUED":
             await DBOS.resume_workflow_async(run_id, queue_name=self.queue_name)
+        elif status.status == "ERROR":
+            await self._requeue_errored(run_id)
         else:
             logger.warning("run %s is RUNNING for dbosify but its DBOS workflow is %s",
                            run_id, status.status)
+
+    async def _requeue_errored(self, run_id: str) -> None:
+        # The DBOS workflow ended in ERROR while the run is still RUNNING: never leave it so.
+        if await self.db_call(self.store.requeue_errored_workflow, run_id, self.queue_name):
+            logger.warning("run %s: its DBOS workflow had failed; resuming it from its records",
+                           run_id)
+
+    async def _resume_errored_runs(self) -> None:
+        """Resume this process's runs whose DBOS workflow failed (checked now and then, and at
+        once after a run's body raised)."""
+        for run_id in await self.db_call(self.store.errored_runs, self.executor_id):
+            if run_id not in self.drivers:
+                await self._requeue_errored(run_id)
 
     def launch_local(self, run_id: str, row: Any = None) -> None:
         """Start a new run from any thread or loop (the client may not be on the engine loop)."""
@@ -550,12 +597,17 @@ class Process(ProcessMessaging):
     async def _maintain(self) -> None:
         """Claim runs and activity attempts, take over runs of dead processes."""
         last_takeover = 0.0
+        last_errored = 0.0
         loop = asyncio.get_running_loop()
         while True:
             try:
                 run_scheduler(self)  # Schedules fire wherever a worker runs.
                 now = loop.time()
                 queues = self.workflow_queues()
+                if queues and (self._errored_seen or now - last_errored >= _ERRORED_CHECK_S):
+                    self._errored_seen = False
+                    last_errored = now
+                    await self._resume_errored_runs()
                 if now - last_takeover >= min(self.lease_s / 4, 2.0) or self._takeover_due:
                     last_takeover = now
                     self._takeover_due = False
@@ -596,6 +648,7 @@ class Process(ProcessMessaging):
         self._dead_owners = dead
 
     _dead_owners: list[str] = []
+    _errored_seen = False
     _takeover_due = False
 
     async def _claim_activity_tasks(self) -> None:

@@ -290,3 +290,33 @@ def _upgrade(conn: sa.Connection, db: DatabaseURL, version: int) -> None:
 def _has_column(conn: sa.Connection, db: DatabaseURL, table: str, column: str) -> bool:
     schema = POSTGRES_SCHEMA if db.dialect == "postgresql" else None
     return column in {c["name"] for c in sa.inspect(conn).get_columns(table, schema=schema)}
+
+
+_TRANSIENT_SQLSTATES = ("08", "53", "57P01", "57P02", "57P03", "40001", "40P01", "25P03")
+"""Connection exceptions, insufficient resources, the server shutting down or starting
+(``AdminShutdown``: "terminating connection due to administrator command"), serialization
+failures and deadlocks, a session ended while idle in a transaction."""
+
+
+def is_transient(err: BaseException) -> bool:
+    """Whether a database error may pass if the statement is tried again: the connection was
+    lost or refused (a restart), the server is shutting down or starting, a serialization
+    failure or deadlock, a busy SQLite file, an exhausted pool. DBOS retries its own statements
+    on the same errors (its ``db_retry``); dbosify's are retried by ``Process.db_call``."""
+    if isinstance(err, sa.exc.TimeoutError):
+        return True  # Pool checkout.
+    if not isinstance(err, sa.exc.DBAPIError):
+        return False
+    if err.connection_invalidated:
+        return True
+    orig = err.orig
+    sqlstate = getattr(orig, "sqlstate", None) or ""
+    if sqlstate.startswith(_TRANSIENT_SQLSTATES):
+        return True
+    text = str(orig)
+    if type(orig).__module__.startswith("sqlite3"):
+        return "database is locked" in text or "database is busy" in text
+    return isinstance(err, sa.exc.OperationalError) and any(part in text for part in (
+        "connection failed", "server closed the connection", "consuming input failed",
+        "connection is lost", "the connection is closed", "terminating connection"))
+

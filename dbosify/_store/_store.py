@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,8 +14,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from temporalio.api.common.v1 import Memo
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 
+from dbosify._store import _clock
 from dbosify._store import _tables as t
-from dbosify._store._database import DatabaseURL, create_engine
+from dbosify._store._database import POSTGRES_SCHEMA, DatabaseURL, create_engine
 
 RUNNING = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
 _NOTIFY = sa.text("SELECT pg_notify('dbosify', :m)")
@@ -51,8 +51,9 @@ _CLOSE_RUN = {(pg, hl): _close_statement(pg, hl) for pg in (False, True) for hl 
 
 
 def now_ms() -> int:
-    """Wall-clock epoch milliseconds, the unit of every time dbosify stores."""
-    return int(time.time() * 1000)
+    """Epoch milliseconds, the unit of every time dbosify stores (wall time, plus what a
+    time-skipping test environment skipped: dbosify._store._clock)."""
+    return _clock.now_ms()
 
 
 @dataclass(frozen=True)
@@ -255,6 +256,38 @@ class Store:
                                                  t.runs.c.status == RUNNING)
                          .values(owner=None))
             self._notify(conn, "run:")
+
+    def _dbos_table(self, name: str) -> str:
+        # DBOS's own tables: in its schema on Postgres, beside ours in a SQLite file.
+        return f"dbos.{name}" if self.is_postgres else name
+
+    def errored_runs(self, owner: str) -> list[str]:
+        """Running runs of ``owner`` whose DBOS workflow ended in ERROR (its body raised: a
+        database error that outlasted the retries, a bug). Such a run would stay RUNNING with
+        nothing left to drive it."""
+        query = sa.text(
+            f"SELECT r.run_id FROM {_runs_table(self)} r JOIN {self._dbos_table('workflow_status')} w"
+            " ON w.workflow_uuid = r.run_id"
+            " WHERE r.status = :running AND r.owner = :owner AND w.status = 'ERROR'")
+        with self.engine.connect() as conn:
+            return [row[0] for row in conn.execute(query, {"running": RUNNING, "owner": owner})]
+
+    def requeue_errored_workflow(self, run_id: str, queue_name: str) -> bool:
+        """Put the ERROR DBOS workflow of a running run back on ``queue_name``, so DBOS runs it
+        again from its recorded steps, as ``DBOS.resume_workflow`` does for other states (it
+        refuses ERROR; going around it is the only way to resume such a run, DESIGN §9.2)."""
+        status = self._dbos_table("workflow_status")
+        query = sa.text(
+            f"UPDATE {status} SET status = 'ENQUEUED', queue_name = :queue, owner_xid = NULL,"
+            " recovery_attempts = 0, workflow_deadline_epoch_ms = NULL,"
+            " deduplication_id = NULL, started_at_epoch_ms = NULL, completed_at = NULL,"
+            " updated_at = :now WHERE workflow_uuid = :run_id AND status = 'ERROR'"
+            f" AND EXISTS (SELECT 1 FROM {_runs_table(self)} r WHERE r.run_id = :run_id"
+            " AND r.status = :running)")
+        with self.engine.begin() as conn:
+            result = conn.execute(query, {"queue": queue_name, "now": now_ms(),
+                                          "run_id": run_id, "running": RUNNING})
+            return bool(result.rowcount)
 
     def upsert_search_attributes(self, run_id: str, names: Sequence[str],
                                  rows: Sequence[dict[str, Any]]) -> None:
@@ -590,6 +623,10 @@ class Store:
         # An owner with no process row never heartbeat (crashed before registering).
         dead.extend(o for o in owners if o not in known and o != me)
         return dead
+
+
+def _runs_table(store: Store) -> str:
+    return f"{POSTGRES_SCHEMA}.dbosify_runs" if store.is_postgres else "dbosify_runs"
 
 
 def _pid_alive(pid: int) -> bool:
