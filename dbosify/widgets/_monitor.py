@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -76,13 +77,7 @@ class RunsMonitor(Refreshing, widgets.VBox):  # type: ignore[misc]
     def _render(self, change: Any = None) -> None:
         what = self.query or "all runs"
         now = datetime.now(timezone.utc).astimezone().strftime("%H:%M:%S")
-        note = f" <span style='color:#c00'>{_escape(self.error)}</span>" if self.error else ""
-        self._title.value = (f"<b>Runs</b>: {_escape(what)} — {len(self.rows)} shown, "
+        note = f" <span style='color:#c00'>{html.escape(self.error)}</span>" if self.error else ""
+        self._title.value = (f"<b>Runs</b>: {html.escape(what)} — {len(self.rows)} shown, "
                              f"{now}{note}")
         self._table.value = html_table(self.rows, COLUMNS, empty="no runs")
-
-
-def _escape(text: str) -> str:
-    import html
-
-    return html.escape(text)

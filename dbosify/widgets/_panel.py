@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import html
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
@@ -11,6 +12,8 @@ import temporalio.client
 import traitlets
 
 from dbosify.history import history_rows
+from dbosify.notebook._frames import client_of
+from dbosify.notebook._loop import run_sync
 from dbosify.widgets._refresh import Refreshing, html_table
 
 HISTORY_COLUMNS = ("event_id", "time", "event_type", "name", "result", "failure")
@@ -90,7 +93,7 @@ class RunPanel(Refreshing, widgets.VBox):  # type: ignore[misc]
     async def _fetch(self) -> Mapping[str, Any]:
         described = await self.handle.describe()
         history = await self.handle.fetch_history()
-        rows = await history_rows(history, self.handle._client.data_converter)
+        rows = await history_rows(history, client_of(self.handle).data_converter)
         return {"status": described.status.name if described.status is not None else "",
                 "rows": rows}
 
@@ -99,8 +102,6 @@ class RunPanel(Refreshing, widgets.VBox):  # type: ignore[misc]
 
     @traitlets.observe("rows", "status", "output", "error")
     def _render(self, change: Any = None) -> None:
-        import html
-
         self._header.value = (f"<b>{html.escape(self.handle.id)}</b> "
                               f"<code>{html.escape(self.status)}</code>")
         shown = html.escape(self.error or self.output)
@@ -111,8 +112,6 @@ class RunPanel(Refreshing, widgets.VBox):  # type: ignore[misc]
     # -- actions -------------------------------------------------------------------------------
 
     def _act(self, what: str, coro: Coroutine[Any, Any, Any]) -> Any:
-        from dbosify.notebook._loop import run_sync
-
         try:
             value = run_sync(coro, self.timeout)
         except Exception as err:
