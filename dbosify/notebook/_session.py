@@ -28,6 +28,7 @@ never stalls a run. An interrupt stops a wait, never a run.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import html
 import logging
@@ -41,6 +42,7 @@ from typing import Any, TypeVar
 
 import temporalio.client
 import temporalio.exceptions
+import temporalio.worker
 import temporalio.workflow
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -164,6 +166,8 @@ class Session:
         self.latest: dict[str, CellModule] = {}
         """Workflow type / activity name -> the newest cell version that defines it."""
         self.workers: dict[str, Worker] = {}
+        self.worker_interceptors: list[Any] = []
+        """Worker-only interceptors of the options (client ones reach workers through it)."""
         self.identity = f"dbosify-notebook:{notebook}"
         self.closed = False
         # Sync activities of every cell share one pool; its threads are named so their
@@ -216,7 +220,7 @@ class Session:
                         workflows=list(cell.workflows.values()),
                         activities=list(cell.activities.values()),
                         activity_executor=self.executor, build_id=cell.version,
-                        identity=self.identity)
+                        identity=self.identity, interceptors=self.worker_interceptors)
 
         async def start() -> None:
             await worker.__aenter__()
@@ -511,6 +515,15 @@ def connect(url: str | None = None, *, notebook: str | None = None,
     db = resolve_database_url(options.database)
     converter = load_data_converter(options.data_converter)
     loaded = load_interceptors(options.interceptors)
+    # As with temporalio: a client interceptor (which may be a worker interceptor too) goes to
+    # the client, and from there to every worker; a worker-only one goes to the workers.
+    client_interceptors = [i for i in loaded if isinstance(i, temporalio.client.Interceptor)]
+    worker_interceptors = [i for i in loaded if not isinstance(i, temporalio.client.Interceptor)]
+    for interceptor in worker_interceptors:
+        if not isinstance(interceptor, temporalio.worker.Interceptor):
+            raise NotebookUsageError(
+                f"interceptor {type(interceptor).__name__} is neither a "
+                "temporalio.client.Interceptor nor a temporalio.worker.Interceptor")
     key = notebook_key(options.notebook, namespace)
     if _session is not None:
         _session.close()
@@ -520,12 +533,34 @@ def connect(url: str | None = None, *, notebook: str | None = None,
         close_current()
     loop = background_loop()
     route_output()
-    client = loop.run(Client.connect(db.url, data_converter=converter, interceptors=loaded,
+    client = loop.run(Client.connect(db.url, data_converter=converter,
+                                     interceptors=client_interceptors,
                                      identity=f"dbosify-notebook:{key}"))
     session = Session(client, db, options, key, loop, config)
+    session.worker_interceptors = worker_interceptors
     _session = session
+    _close_at_exit()
     report = session.restore(namespace) if restore else None
     return session, report
+
+
+_exit_hook = False
+
+
+def _close_at_exit() -> None:
+    # A kernel that shuts down cleanly gives its runs back at once (its workers stop), so a
+    # new kernel, or another worker with their versions, takes them without waiting.
+    global _exit_hook
+    if not _exit_hook:
+        _exit_hook = True
+
+        def close_quietly() -> None:
+            try:
+                close()
+            except BaseException:  # Exiting anyway; the lease covers what was not released.
+                pass
+
+        atexit.register(close_quietly)
 
 
 def current_session(namespace: MutableMapping[str, Any] | None = None) -> Session:
