@@ -264,24 +264,11 @@ class DbosifyMagics(Magics):
     def _timeline(self, rest: str) -> Any:
         args = self._parse("timeline", rest)
 
-        def draw() -> Any:
-            timeline = getattr(nb, "timeline", None)
-            if timeline is None:
-                raise NotebookUsageError("%workflow timeline needs dbosify.notebook.timeline, "
-                                         "which this installation lacks")
-            return timeline(self._handle(args.id))
-
-        return self._guard(draw)
+        return self._guard(lambda: nb.timeline(self._handle(args.id)))
 
     def _replay(self, rest: str) -> Any:
         args = self._parse("replay", rest)
-
-        def replay() -> Any:
-            from dbosify.notebook._replay import replay_frame
-
-            return replay_frame(self._session().client, self._id(args.id))
-
-        return self._guard(replay)
+        return self._guard(lambda: nb.replay_frame(self._session().client, self._id(args.id)))
 
     def _watch(self, rest: str) -> Any:
         target = rest.strip()
@@ -291,7 +278,7 @@ class DbosifyMagics(Magics):
             session = self._session()
             words = _split(target, "%workflow watch")
             if len(words) == 1 and "=" not in words[0]:
-                return widgets.RunPanel(self._handle(words[0]))
+                return widgets.RunPanel(self._handle(words[0]), autostart=True)
             return widgets.RunsMonitor(session.client, target or None)
 
         return self._guard(watch)

@@ -162,6 +162,26 @@ def test_runs_history_and_replay(ip: InteractiveShell) -> None:
     assert history["event_type"].iloc[-1] == "WORKFLOW_EXECUTION_COMPLETED"
     replay = ip.run_line_magic("workflow", "replay e1")
     assert not replay["diverged"].any()
+    picture = ip.run_line_magic("workflow", "timeline e1")
+    assert "<svg" in picture._repr_html_()
+
+
+def test_watch_an_id_or_a_query(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    from dbosify.widgets import RunPanel, RunsMonitor
+
+    _cell(ip, ECHO)
+    ip.run_line_magic("workflow", "start Echo 1 --id w1 --wait")
+    panel = ip.run_line_magic("workflow", "watch w1")
+    monitor = ip.run_line_magic("workflow", "watch WorkflowType = 'Echo'")
+    everything = ip.run_line_magic("workflow", "watch")
+    try:
+        assert isinstance(panel, RunPanel) and panel.handle.id == "w1"
+        assert isinstance(monitor, RunsMonitor) and monitor.query == "WorkflowType = 'Echo'"
+        assert isinstance(everything, RunsMonitor) and everything.query == ""
+    finally:
+        for widget in (panel, monitor, everything):
+            widget.stop()
+    assert "'nope'" in _usage_error(ip, "%workflow watch nope", capsys)
 
 
 def _wait_for(predicate: Any, timeout: float = 10.0) -> None:
