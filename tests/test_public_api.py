@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -169,8 +170,20 @@ def temporalio_public_names(module: ModuleType) -> set[str]:
     if declared is not None:
         names = set(declared)
     else:
-        names = _defined_names(ast.parse(inspect.getsource(module)).body)
+        names = _defined_names(_parsed(module.__name__))
     return {n for n in names if not n.startswith("_")}
+
+
+@functools.cache
+def _parsed(name: str) -> list[ast.stmt]:
+    return ast.parse(inspect.getsource(importlib.import_module(name))).body
+
+
+# Parsed at collection: CPython 3.11's ast.parse can fail with "AST constructor recursion depth
+# mismatch" once other tests in the session have run engine threads (a CPython bug, not ours).
+for _name in ("activity", "workflow", "common", "exceptions", "converter", "testing", "client",
+              "worker", "service"):
+    _parsed(f"temporalio.{_name}")
 
 
 def _modules(name: str) -> tuple[ModuleType, ModuleType]:
