@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from dbosify._runtime._process import Process
 
 logger = logging.getLogger("dbosify")
+_CAP_SLACK_MS = 50
 
 
 @dataclass
@@ -189,15 +190,20 @@ class RunActivities:
                         act.command.activity_type, self.row.workflow_id, attempt,
                         decision.delay_ms / 1000, failure.message)
             return None
-        if decision.state == RetryState.RETRY_STATE_TIMEOUT and \
-                failure.HasField("timeout_failure_info"):
-            # As Temporal's server: an attempt timeout that ends the schedule-to-close budget
-            # is reported as the schedule-to-close timeout.
-            last = Payloads()
-            last.CopyFrom(failure.timeout_failure_info.last_heartbeat_details)
-            failure = Failure(message="activity ScheduleToClose timeout")
-            failure.timeout_failure_info.timeout_type = TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE
-            failure.timeout_failure_info.last_heartbeat_details.CopyFrom(last)
+        if decision.state == RetryState.RETRY_STATE_TIMEOUT:
+            # As Temporal's server: retries stopped by the schedule-to-close budget end in the
+            # schedule-to-close timeout, caused by the last attempt's failure.
+            details = failure.timeout_failure_info.last_heartbeat_details \
+                if failure.HasField("timeout_failure_info") else outcome.heartbeat_details
+            last: Failure | None = failure
+            deadline = act.schedule_to_close_deadline_ms
+            if failure.HasField("timeout_failure_info") and deadline is not None and \
+                    now >= deadline - _CAP_SLACK_MS:
+                # The attempt was cut at the budget's end (its timeout is capped to what is
+                # left): on Temporal the schedule-to-close timer fires, caused by the failure
+                # of the attempt before, if any.
+                last = act.last_failure
+            failure = _schedule_to_close_timeout(details, last)
         resolution.failed.failure.CopyFrom(self._wrap_failure(act, failure, decision.state))
         return self._resolve(act, resolution)
 
@@ -205,9 +211,7 @@ class RunActivities:
         s2c = act.schedule_to_close_deadline_ms
         if s2c is not None and now >= s2c:
             self._send_cancel(act, ActivityCancelReason.TIMED_OUT)
-            cause = Failure(message="activity ScheduleToClose timeout")
-            cause.timeout_failure_info.timeout_type = TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE
-            cause.timeout_failure_info.last_heartbeat_details.CopyFrom(act.heartbeat_details)
+            cause = _schedule_to_close_timeout(act.heartbeat_details, act.last_failure)
             resolution = ActivityResolution()
             resolution.failed.failure.CopyFrom(
                 self._wrap_failure(act, cause, RetryState.RETRY_STATE_TIMEOUT))
@@ -352,3 +356,14 @@ class RunActivities:
         if cmd.HasField("priority"):
             start.priority.CopyFrom(cmd.priority)
         return start
+
+
+def _schedule_to_close_timeout(details: Payloads, last_failure: Failure | None) -> Failure:
+    """Temporal's schedule-to-close timeout failure; its cause is the last attempt's failure."""
+    failure = Failure(message="activity ScheduleToClose timeout")
+    failure.timeout_failure_info.timeout_type = TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE
+    failure.timeout_failure_info.last_heartbeat_details.CopyFrom(details)
+    if last_failure is not None:
+        failure.cause.CopyFrom(last_failure)
+    return failure
+
