@@ -12,7 +12,7 @@ import asyncio
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from temporalio.bridge.proto.workflow_commands import WorkflowCommand
@@ -143,9 +143,14 @@ class ProcessMessaging:
         job.ParseFromString(job_bytes)
         driver = self.drivers.get(run_id)
         try:
-            if driver is None:
+            if driver is not None:
+                command = await driver.query(job)
+            elif self.replay_answerer is not None:
+                # A run not driven here (closed, say) is answered from its records, by this
+                # process because it has a worker of the run's task queue.
+                command = await self.replay_answerer(run_id, job)
+            else:
                 raise LookupError("the run is no longer driven by this process")
-            command = await driver.query(job)
         except LookupError as err:
             command = WorkflowCommand()
             command.respond_to_query.query_id = job.query_workflow.query_id
@@ -156,6 +161,10 @@ class ProcessMessaging:
                                run_id)
         finally:
             self._answering.discard(query_id)
+
+    replay_answerer: Callable[[str, Any], Awaitable[WorkflowCommand]] | None = None
+    """Answers a query from a run's records (set by the database service, which reads them):
+    how a process with a worker of the run's task queue answers for a closed run."""
 
     async def ask_owner(self, run_id: str, owner: str, job: Any, seconds: float) -> Any:
         """Ask the process that drives a run to answer a query; None if it does not answer in

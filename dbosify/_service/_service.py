@@ -59,6 +59,7 @@ from temporalio.api.workflowservice.v1 import (
     UpdateWorkflowExecutionResponse,
 )
 from temporalio.bridge.proto.workflow_activation import WorkflowActivationJob
+from temporalio.bridge.proto.workflow_commands import WorkflowCommand
 from temporalio.service import RPCStatusCode
 
 from dbosify._runtime._closing import STATUS_OF_CLOSE_EVENT
@@ -103,6 +104,8 @@ class DatabaseService(ScheduleService, temporalio.service.ServiceClient):
         super().__init__(config)
         self.process = process
         self.reader = RecordReader(process)
+        if process.replay_answerer is None:
+            process.replay_answerer = self._answer_from_records
         self._metadata: Mapping[str, str | bytes] = dict(config.rpc_metadata)
         self.closed = False
         """Set by ``Client.close()``: the client's calls are refused from then on."""
@@ -385,6 +388,23 @@ class DatabaseService(ScheduleService, temporalio.service.ServiceClient):
                 return driver
             await asyncio.sleep(0.01)
 
+    async def _claimed_driver(self, namespace: str, row: Any, seconds: float) -> Any:
+        """Wait for a worker to claim a run that has none: this process's live driver, or
+        the run's row once it names another owner (which then answers)."""
+        self.process.wake_dispatch()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while True:
+            driver = await self._live_driver(row.run_id,
+                                             max(0.0, min(0.25, deadline - loop.time())))
+            if driver is not None and (driver.instance is not None or driver.closed
+                                       or driver.task_failure is not None):
+                return driver, row
+            row = await self._run(namespace, row.workflow_id, row.run_id)
+            if row.owner not in (None, self.process.executor_id) or row.status != RUNNING \
+                    or loop.time() >= deadline:
+                return self.process.drivers.get(row.run_id), row
+
     async def _rpc_query_workflow(self, req: QueryWorkflowRequest,
                                   timeout: float | None) -> QueryWorkflowResponse:
         row = await self._run(req.namespace, req.execution.workflow_id, req.execution.run_id)
@@ -408,10 +428,16 @@ class DatabaseService(ScheduleService, temporalio.service.ServiceClient):
             query.headers[key].CopyFrom(value)
         process = self.process
         driver = process.drivers.get(row.run_id)
-        if row.status == RUNNING and row.owner == process.executor_id and \
+        if row.status == RUNNING and row.owner in (process.executor_id, None) and \
                 process.serves_workflows(row.task_queue):
-            driver = await self._live_driver(row.run_id,
-                                             min(timeout or _QUERY_WAIT_S, _QUERY_WAIT_S))
+            # Owned here, or waiting for a worker and one of this process's is about to take
+            # it (just started, signals waiting in its inbox): answer from the live run once
+            # it has caught up, not from a replay of an older state.
+            wait = min(timeout or _QUERY_WAIT_S, _QUERY_WAIT_S)
+            if row.owner is None:
+                driver, row = await self._claimed_driver(req.namespace, row, wait)
+            else:
+                driver = await self._live_driver(row.run_id, wait)
         try:
             command = None
             if driver is not None and row.status == RUNNING and driver.instance is not None:
@@ -420,6 +446,11 @@ class DatabaseService(ScheduleService, temporalio.service.ServiceClient):
                 # Driven by another process: it answers from its live state.
                 command = await process.ask_owner(row.run_id, row.owner, job,
                                                   min(timeout or _QUERY_WAIT_S, _QUERY_WAIT_S))
+            if command is None and row.status != RUNNING and \
+                    process.registration(row.task_queue, row.workflow_type) is None:
+                # No worker of the run's task queue here: a process that has one answers from
+                # the run's records, through the database, as for a running run.
+                command = await self._ask_a_worker(row, job, timeout)
             if command is None:
                 command = await replay_query(process, await self.reader.records(row), job)
         except LookupError as err:
@@ -429,6 +460,24 @@ class DatabaseService(ScheduleService, temporalio.service.ServiceClient):
             raise invalid_argument(answer.failed.message)
         return QueryWorkflowResponse(
             query_result=Payloads(payloads=[answer.succeeded.response]))
+
+    async def _answer_from_records(self, run_id: str, job: WorkflowActivationJob
+                                   ) -> WorkflowCommand:
+        row = await self.process.db_call(self.process.store.get_run_by_id, run_id)
+        if row is None:
+            raise LookupError(f"run {run_id} not found")
+        return await replay_query(self.process, await self.reader.records(row), job)
+
+    async def _ask_a_worker(self, row: Any, job: WorkflowActivationJob,
+                            timeout: float | None) -> WorkflowCommand | None:
+        process = self.process
+        seconds = min(timeout or _QUERY_WAIT_S, _QUERY_WAIT_S)
+        worker = await process.db_call(process.store.process_serving, row.task_queue,
+                                       int(process.lease_s * 1000), process.executor_id)
+        if worker is None:
+            return None
+        command: WorkflowCommand | None = await process.ask_owner(row.run_id, worker, job, seconds)
+        return command
 
     # Updates ----------------------------------------------------------------------------------
 

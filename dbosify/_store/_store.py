@@ -549,6 +549,19 @@ class Store:
                 q.c.owner == owner, q.c.answer.is_(None)).order_by(q.c.id)).all()
         return [(r.id, r.run_id, bytes(r.job)) for r in rows]
 
+    def process_serving(self, task_queue: str, lease_ms: int, exclude: str) -> str | None:
+        """A live process (heartbeat within ``lease_ms``) with a worker of ``task_queue``,
+        other than ``exclude``: it can answer for runs of that queue (a closed run's query)."""
+        p = t.processes
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(p.c.executor_id, p.c.task_queues).where(
+                p.c.stopped.is_(False), p.c.heartbeat_ms >= now_ms() - lease_ms,
+                p.c.executor_id != exclude).order_by(p.c.heartbeat_ms.desc())).all()
+        for row in rows:
+            if task_queue in row.task_queues.split():
+                return str(row.executor_id)
+        return None
+
     def answer_query(self, query_id: int, answer: bytes, run_id: str) -> None:
         """Answer a query (the asker is woken by NOTIFY or its poll)."""
         with self.engine.begin() as conn:

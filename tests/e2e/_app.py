@@ -391,6 +391,24 @@ class Chain:
         return f"chain done {n}"
 
 
+@workflow.defn
+class Answers:
+    """One step; its ``state`` query tells where the run is."""
+
+    def __init__(self) -> None:
+        self.state = "started"
+
+    @workflow.run
+    async def run(self, word: str) -> str:
+        self.state = await workflow.execute_activity(step, args=[word, 0],
+                                                     start_to_close_timeout=_TIMEOUT)
+        return self.state
+
+    @workflow.query
+    def current(self) -> str:
+        return f"state={self.state}"
+
+
 _VERSIONS: dict[str, list[type]] = {
     "1": [VersionedV1, FirstPatchedV1],
     "2": [VersionedV2, FirstPatchedV2],
@@ -398,7 +416,7 @@ _VERSIONS: dict[str, list[type]] = {
 }
 
 WORKFLOWS = [Pipeline, Backoff, Short, Blocked, Spanning, Progress, RemoteSteps, CancelRemote,
-             Chain]
+             Chain, Answers]
 
 
 # Entry point ------------------------------------------------------------------------------------
