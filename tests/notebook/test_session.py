@@ -139,3 +139,20 @@ def test_status(session: Session) -> None:
     assert [r["workflow_id"] for r in status.in_flight] == ["s1"]
     assert "s1" in str(status) and "Counter" in status._repr_html_()
     session.terminate("s1")
+
+
+def test_an_interrupt_stops_the_wait_not_the_run(session: Session) -> None:
+    # What the kernel's interrupt button does: SIGINT to the kernel's main thread while a cell
+    # waits for a result.
+    import os
+    import signal
+
+    session.define(COUNTER)
+    session.start("Counter", 1, id="i1")
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        session.result("i1", timeout=30)
+    timer.join()
+    session.signal("i1", "go")
+    assert session.result("i1", timeout=20) == 3
