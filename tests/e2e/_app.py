@@ -409,6 +409,35 @@ class Answers:
         return f"state={self.state}"
 
 
+@workflow.defn
+class Restartable:
+    """Three steps of 200 ms, each followed by a 1 s timer: in flight for about 4 s."""
+
+    @workflow.run
+    async def run(self, n: int) -> str:
+        parts = []
+        for i in range(3):
+            parts.append(await workflow.execute_activity(step, args=[f"r{i}", 200],
+                                                         start_to_close_timeout=_TIMEOUT))
+            await workflow.sleep(1.0)
+        return f"{n}:" + "-".join(parts)
+
+
+@workflow.defn
+class Churn:
+    """Five short steps, with a short timer after the third."""
+
+    @workflow.run
+    async def run(self, n: int) -> str:
+        parts = []
+        for i in range(5):
+            parts.append(await workflow.execute_activity(step, args=[f"c{i}", 30],
+                                                         start_to_close_timeout=_TIMEOUT))
+            if i == 2:
+                await workflow.sleep(0.2)
+        return f"{n}:" + "-".join(parts)
+
+
 _VERSIONS: dict[str, list[type]] = {
     "1": [VersionedV1, FirstPatchedV1],
     "2": [VersionedV2, FirstPatchedV2],
@@ -416,7 +445,7 @@ _VERSIONS: dict[str, list[type]] = {
 }
 
 WORKFLOWS = [Pipeline, Backoff, Short, Blocked, Spanning, Progress, RemoteSteps, CancelRemote,
-             Chain, Answers]
+             Chain, Answers, Restartable, Churn]
 
 
 # Entry point ------------------------------------------------------------------------------------
