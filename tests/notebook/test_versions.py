@@ -150,3 +150,53 @@ def _owner_now(database: str, workflow_id: str) -> str | None:
     with process.store.engine.connect() as conn:
         return conn.execute(sa.select(t.runs.c.owner).where(
             t.runs.c.workflow_id == workflow_id)).scalar()
+
+
+def test_claims_and_takeovers_respect_build_ids(database: str) -> None:
+    """The store's rule, for runs and activity attempts alike: a row pinned to a build id goes
+    only to a worker that has it on the row's task queue; an unversioned row goes to any."""
+    from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
+
+    from dbosify._runtime._starting import start_run
+    from dbosify._store._database import resolve_database_url
+    from dbosify._store._store import Store
+
+    store = Store(resolve_database_url(database))
+    try:
+        def run(workflow_id: str, build_id: str | None, owner: str | None = None) -> str:
+            req = StartWorkflowExecutionRequest(namespace="default", workflow_id=workflow_id)
+            req.workflow_type.name = "Counter"
+            req.task_queue.name = "q"
+            return start_run(store, req, owner=owner, build_id=build_id).run_id
+
+        pinned, other, free = run("pinned", "v1"), run("other", "v2"), run("free", None)
+        assert set(store.claim_unowned_runs(["q"], "p1", 10, [("q", "v9")])) == {free}
+        assert store.claim_unowned_runs(["q"], "p1", 10, [("elsewhere", "v1")]) == []
+        assert store.claim_unowned_runs(["q"], "p2", 10, [("q", "v1")]) == [pinned]
+        # p2 dies: a process without v1 does not take its run; one with v1 does.
+        assert store.take_over_runs(["q"], ["p2"], "p3", [("q", "v2")]) == []
+        assert store.take_over_runs(["q"], ["p2"], "p3", [("q", "v1")]) == [pinned]
+        assert store.claim_unowned_runs(["q"], "p4", 10, [("q", "v2")]) == [other]
+
+        store.add_activity_task(pinned, 1, 1, "q", b"x", "v1")
+        store.add_activity_task(free, 1, 1, "q", b"y", None)
+        assert [r.run_id for r in store.claim_activity_tasks(["q"], "p5", 10, (),
+                                                              [("q", "v2")])] == [free]
+        [task] = store.claim_activity_tasks(["q"], "p6", 10, (), [("q", "v1")])
+        assert (task.run_id, task.build_id) == (pinned, "v1")
+    finally:
+        store.close()
+
+
+def test_notebook_key_prefers_what_jupyter_tells_the_kernel(tmp_path: Path,
+                                                           monkeypatch: Any) -> None:
+    from dbosify.notebook._session import notebook_key
+
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    assert notebook_key() == str(tmp_path)  # the working directory (tests run in tmp_path)
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "a.ipynb"))
+    assert notebook_key() == str(tmp_path / "a.ipynb")
+    # ipykernel puts the same path in the user namespace as __session__.
+    assert notebook_key(namespace={"__session__": str(tmp_path / "b.ipynb")}) == \
+        str(tmp_path / "b.ipynb")
+    assert notebook_key("explicit", {"__session__": "x.ipynb"}) == "explicit"
