@@ -622,19 +622,21 @@ def _remember(command: WorkflowCommand, event: HistoryEvent, seqs: _Seqs) -> Non
         seqs.accepted_updates.add(command.update_response.protocol_instance_id)
 
 
-def _resolved_by_core(commands: Sequence[WorkflowCommand], seqs: _Seqs) -> list[WorkflowActivationJob]:
+def _resolved_by_core(commands: Sequence[WorkflowCommand], seqs: _Seqs,
+                      resolved_now: set[int]) -> list[WorkflowActivationJob]:
     """Jobs Core answers itself inside the task: an activity the code cancels without waiting
-    for the cancellation resolves at once (activity_state_machine.rs)."""
+    for the cancellation resolves at once (activity_state_machine.rs). Their seqs go into
+    ``resolved_now``: the cancel request itself still reaches the history."""
     jobs: list[WorkflowActivationJob] = []
     for command in commands:
         if not command.HasField("request_cancel_activity"):
             continue
         seq = command.request_cancel_activity.seq
         kind = seqs.activity_cancel_type.get(seq, ActivityCancellationType.TRY_CANCEL)
-        if seq in seqs.resolved_activities or kind == (
+        if seq in seqs.resolved_activities or seq in resolved_now or kind == (
                 ActivityCancellationType.WAIT_CANCELLATION_COMPLETED):
             continue
-        seqs.resolved_activities.add(seq)
+        resolved_now.add(seq)
         job = WorkflowActivationJob()
         job.resolve_activity.seq = seq
         cause = Failure()
@@ -741,6 +743,7 @@ async def replay_history(
             if instance is None:
                 instance = create_instance(reg, activation, init)
             produced: list[WorkflowCommand] = []
+            resolved_now: set[int] = set()
             failure: str | None = None
             while True:
                 completion = await activate(instance, activation, executor,
@@ -749,7 +752,7 @@ async def replay_history(
                     failure = completion.failed.failure.message or "workflow task failed"
                     break
                 produced.extend(completion.successful.commands)
-                follow = _resolved_by_core(completion.successful.commands, seqs)
+                follow = _resolved_by_core(completion.successful.commands, seqs, resolved_now)
                 if not follow:
                     break
                 activation = WorkflowActivation(
@@ -769,6 +772,7 @@ async def replay_history(
             completion = WorkflowActivationCompletion(run_id=run_id)
             completion.successful.commands.extend(produced)
             sent = _sent_commands(completion, seqs)
+            seqs.resolved_activities |= resolved_now
             if not replaying:
                 for command in sent:
                     extra.setdefault(anchor, []).append(ReplayRow(

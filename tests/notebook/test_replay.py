@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -156,3 +157,65 @@ async def test_replay_frame_needs_the_workflow_class(client: Client) -> None:
         replay_frame(client, "ap-x")
     with pytest.raises(TypeError, match=r"not a @workflow\.defn"):
         replay_frame(client, "ap-x", workflows=[int])
+
+
+@workflow.defn
+class Busy:
+    """Cancels an activity and a timer, writes memo, signals another run, answers an update
+    that sleeps: commands Core answers itself inside a task, and protocol messages."""
+
+    def __init__(self) -> None:
+        self.go = False
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.get_external_workflow_handle("other").signal(Approval.approve, True)
+        slow = workflow.start_activity(add_one, 1, start_to_close_timeout=TIMEOUT,
+                                       heartbeat_timeout=TIMEOUT)
+        await workflow.sleep(0.01)
+        slow.cancel()
+        try:
+            await slow
+        except Exception:
+            pass
+        pending = asyncio.ensure_future(workflow.sleep(100))
+        await workflow.sleep(0.01)
+        pending.cancel()
+        workflow.upsert_memo({"stage": "waiting"})
+        await workflow.wait_condition(lambda: self.go)
+        return "done"
+
+    @workflow.signal
+    def proceed(self) -> None:
+        self.go = True
+
+    @workflow.update
+    async def bump(self, n: int) -> int:
+        await workflow.sleep(0.01)
+        return n + 1
+
+
+async def test_a_busy_run_replays_as_temporal_replays_it(client: Client) -> None:
+    async with Worker(client, task_queue="q", workflows=[*WORKFLOWS, Busy],
+                      activities=ACTIVITIES):
+        other = await client.start_workflow(Approval.run, 1, id="other", task_queue="q")
+        handle = await client.start_workflow(Busy.run, id="busy", task_queue="q")
+        for _ in range(250):
+            history = await handle.fetch_history()
+            if any(e.HasField("workflow_properties_modified_event_attributes")
+                   for e in history.events):
+                break
+            await asyncio.sleep(0.02)
+        assert await handle.execute_update(Busy.bump, 3) == 4
+        await handle.signal(Busy.proceed)
+        assert await handle.result() == "done"
+        assert await other.result() == 3
+    history = await handle.fetch_history()
+    kinds = {e.WhichOneof("attributes") for e in history.events}
+    assert {"activity_task_cancel_requested_event_attributes", "timer_canceled_event_attributes",
+            "signal_external_workflow_execution_initiated_event_attributes",
+            "workflow_execution_update_completed_event_attributes"} <= kinds
+    frame = replay_frame(history, workflows=[Busy])
+    assert not frame["diverged"].any(), frame[frame.status != ""].to_string()
+    await Replayer(workflows=[Busy],
+                   workflow_runner=UnsandboxedWorkflowRunner()).replay_workflow(history)
