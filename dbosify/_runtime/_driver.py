@@ -77,6 +77,8 @@ class RunDriver(RunWaiting, RunActivities, RunMessages):
         self.recovering = recovering
         self.closed = False
         self.idle = False
+        self.waiting_to_start = False
+        """Waiting for the run's execution time (a start delay, a retry's or cron's backoff)."""
         """True while the run waits for its next event with nothing unrecorded."""
         self.wake = asyncio.Event()
         # A run created by this process has an empty inbox unless someone wrote to it since
@@ -118,6 +120,9 @@ class RunDriver(RunWaiting, RunActivities, RunMessages):
         self.applied_cursor = 0
         self.progress = asyncio.Event()
         self.visibility_task: asyncio.Future[None] | None = None
+        # Update responses being recorded: the close waits for them, so an update whose handler
+        # lets the run finish has its outcome stored before the run is seen closed.
+        self.update_writes: set[asyncio.Future[None]] = set()
         self.final_completion: WorkflowActivationCompletion | None = None
         self.row: Any = row
         self.start_request = StartWorkflowExecutionRequest()
@@ -197,7 +202,18 @@ class RunDriver(RunWaiting, RunActivities, RunMessages):
         delay_s = (self.row.execution_time_ms - now_ms()) / 1000
         if delay_s <= 0:
             return True
-        await asyncio.sleep(delay_s)
+        while delay_s > 0:
+            # Woken early when a time-skipping test environment moves the clock
+            # (dbosify._runtime._time_skipping), which reads this flag.
+            self.waiting_to_start = True
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), delay_s)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                self.waiting_to_start = False
+            delay_s = (self.row.execution_time_ms - now_ms()) / 1000
         row = await self.process.db_call(self.process.store.get_run_by_id, self.run_id)
         if row is None or row.status != rs.RUNNING:
             self.closed = True
@@ -515,8 +531,11 @@ class RunDriver(RunWaiting, RunActivities, RunMessages):
         elif kind in ("upsert_workflow_search_attributes", "modify_workflow_properties"):
             self._write_visibility(command)
         elif kind == "update_response":
-            self.process.spawn(self.process.record_update_response(self.run_id,
-                                                                   command.update_response))
+            write = asyncio.ensure_future(
+                self.process.record_update_response(self.run_id, command.update_response))
+            self.update_writes.add(write)
+            write.add_done_callback(self.update_writes.discard)
+            self.process.spawn(write)
         elif kind in ("signal_external_workflow_execution",
                       "request_cancel_external_workflow_execution"):
             self.external[(kind, getattr(command, kind).seq)] = command
@@ -554,6 +573,8 @@ class RunDriver(RunWaiting, RunActivities, RunMessages):
     async def _close(self, completion: WorkflowActivationCompletion, command: WorkflowCommand,
                      activation: WorkflowActivation) -> None:
         await self.visibility_written()
+        if self.update_writes:
+            await asyncio.gather(*self.update_writes, return_exceptions=True)
         delay_s = _CLOSE_RETRY_FIRST_S
         while True:
             try:

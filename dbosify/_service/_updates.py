@@ -55,6 +55,15 @@ async def wait_for_stage(process: Process, run_id: str, update_id: str, wanted: 
                         None)
             run = await process.db_call(process.store.get_run_by_id, run_id)
             if run is None or run.status != 1:
+                # The update may have finished in the run's last task: its outcome is stored
+                # before the close, so look once more before saying it never got in.
+                state = await process.db_call(process.store.get_update, run_id, update_id)
+                if state is not None and state[1]:
+                    done = Outcome()
+                    done.ParseFromString(state[1])
+                    return state[0], done
+                if state is not None and state[0] >= wanted:
+                    return state[0], None
                 raise not_found(f"workflow execution already completed: run {run_id} closed "
                                 f"before update {update_id!r} was accepted")
             try:
