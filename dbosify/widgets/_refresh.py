@@ -80,13 +80,23 @@ class Refreshing(traitlets.HasTraits):
     def stop(self) -> None:
         """Stop the periodic refresh (the widget keeps its last state)."""
         periodic, self._periodic = self._periodic, None
+        self.refreshing = False
         if periodic is not None:
             periodic.cancel()
+            if _running_loop() is background_loop().loop:
+                return  # called from the loop itself (a callback): it cannot wait for itself
             try:
                 periodic.result(timeout=5)
             except (concurrent.futures.CancelledError, concurrent.futures.TimeoutError):
                 pass
         self.refreshing = False
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def cell_text(value: Any) -> str:

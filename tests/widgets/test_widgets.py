@@ -186,3 +186,16 @@ def test_parse_args() -> None:
     assert parse_args("1, 'a', [2]") == [1, "a", [2]]
     assert parse_args("True") == [True]
     assert parse_args("Ann") == ["Ann"]
+
+
+async def test_stop_from_the_background_loop_does_not_wait_for_itself(client: Client) -> None:
+    from dbosify.notebook import background_loop
+
+    monitor = RunsMonitor(client, interval=0.05)
+    await asyncio.to_thread(wait_until, lambda: monitor.refreshes >= 1)
+
+    async def stop_inside() -> None:
+        monitor.stop()
+
+    await asyncio.wrap_future(background_loop().submit(stop_inside()))
+    assert not monitor.refreshing
