@@ -78,8 +78,7 @@ def test_start_signal_query_update_result(ip: InteractiveShell, tmp_path: Path,
     assert isinstance(handle, nb.RunHandle) and handle.id == "c1"
     assert "<table" in handle._repr_html_()
     ip.user_ns["h"] = handle
-    _wait_for(lambda: (tmp_path / "calls.log").exists())
-    assert ip.run_line_magic("workflow", "query h waiting") is True
+    _wait_for(lambda: ip.run_line_magic("workflow", "query h waiting") is True)
     assert ip.run_line_magic("workflow", "update c1 bump 21") == 42
     capsys.readouterr()
     assert ip.run_line_magic("workflow", "signal c1 go") is None
@@ -92,6 +91,7 @@ def test_cancel_terminate_and_status(ip: InteractiveShell,
     _cell(ip, COUNTER)
     ip.run_line_magic("workflow", "start Counter 1 --id k1")
     ip.run_line_magic("workflow", "start Counter 1 --id t1")
+    _wait_for(lambda: ip.run_line_magic("workflow", "query k1 waiting") is True)
     status = ip.run_line_magic("dbosify", "status")
     assert {r["workflow_id"] for r in status.in_flight} == {"k1", "t1"}
     capsys.readouterr()

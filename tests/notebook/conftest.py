@@ -33,11 +33,13 @@ INCREMENT = 1
 class Counter:
     def __init__(self) -> None:
         self.proceed = False
+        self.parked = False
 
     @workflow.run
     async def run(self, x: int) -> int:
         y = await workflow.execute_activity(add_one, x,
                                             start_to_close_timeout=timedelta(seconds=10))
+        self.parked = True
         await workflow.wait_condition(lambda: self.proceed)
         return await workflow.execute_activity(add_one, y,
                                                start_to_close_timeout=timedelta(seconds=10))
@@ -48,7 +50,7 @@ class Counter:
 
     @workflow.query
     def waiting(self) -> bool:
-        return not self.proceed
+        return self.parked and not self.proceed
 
     @workflow.update
     def bump(self, by: int) -> int:

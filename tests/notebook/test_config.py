@@ -106,7 +106,7 @@ def test_bad_options_are_clear(project: Path) -> None:
         load_data_converter("nowhere:converter")
     with pytest.raises(NotebookUsageError, match="has no 'missing'"):
         load_data_converter("team_codecs:missing")
-    with pytest.raises(NotebookUsageError, match="is not a temporalio.converter.DataConverter"):
+    with pytest.raises(NotebookUsageError, match=r"is not a temporalio\.converter\.DataConverter"):
         load_data_converter("team_codecs:not_a_converter")
 
 

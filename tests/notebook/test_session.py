@@ -41,8 +41,7 @@ def test_cell_is_a_module_and_its_names_reach_the_namespace(session: Session,
 def test_start_signal_query_update_result(session: Session, tmp_path: Path) -> None:
     session.define(COUNTER)
     handle = session.start("Counter", 1, id="c1")
-    _wait_until(lambda: (tmp_path / "calls.log").exists())
-    assert session.query("c1", "waiting") is True
+    _wait_until(lambda: session.query("c1", "waiting") is True)
     assert session.update("c1", "bump", 4) == 8
     session.signal("c1", "go")
     assert session.result("c1", timeout=20) == 3
@@ -59,6 +58,9 @@ def test_cancel_and_terminate(session: Session) -> None:
         session.result("t1", timeout=10)
     assert isinstance(failed.value.cause, TerminatedError)
     session.start("Counter", 1, id="k1")
+    # Cancelled once parked on its signal: a cancel racing the first activity's completion
+    # is an engine matter (see the report of issue 8), not the notebook API's.
+    _wait_until(lambda: session.query("k1", "waiting") is True)
     session.cancel("k1")
     with pytest.raises(WorkflowFailureError) as failed:
         session.result("k1", timeout=10)
@@ -72,7 +74,7 @@ def test_usage_mistakes_are_clear(session: Session) -> None:
         session.signal("missing", "go")
     with pytest.raises(nb.NotebookUsageError, match="'missing'"):
         session.result("missing")
-    with pytest.raises(nb.NotebookUsageError, match="defines no @workflow.defn"):
+    with pytest.raises(nb.NotebookUsageError, match=r"defines no @workflow\.defn"):
         session.define("x = 1\n")
     session.define(COUNTER)
     session.start("Counter", 1, id="dup")

@@ -135,7 +135,7 @@ def test_a_worker_without_the_version_leaves_a_pinned_run_alone(database: str,
 
     nb.background_loop().run(serve_unversioned())
     assert _owner_now(database, "pinned") is None
-    session, report = nb.connect(database, notebook="nb-a")
+    session, _ = nb.connect(database, notebook="nb-a")
     try:
         assert cell.version in [c.version for c in session.cells.values()]
         session.signal("pinned", "go")
