@@ -56,6 +56,8 @@ class ActivityState:
     cancel_requested: bool = False
     cancel_sent: bool = False
     resolved: bool = False
+    completing_async: bool = False
+    """The attempt called ``activity.raise_complete_async()``: it is completed from outside."""
 
     @property
     def token(self) -> bytes:
@@ -153,9 +155,23 @@ class RunActivities:
             return None  # Stale: the activity was resolved (cancelled, timed out) already.
         act.task = None
         act.remote_since_ms = None
-        act.started_ms = outcome.started_ms
+        # An outside completion (AsyncActivityHandle) keeps the attempt's own start.
+        act.started_ms = outcome.started_ms or act.started_ms
         act.identity = outcome.identity
         result = outcome.result
+        if result.HasField("will_complete_async"):
+            # activity.raise_complete_async(): the attempt goes on outside any worker until an
+            # AsyncActivityHandle completes, fails or cancels it; its outcome then arrives in
+            # the inbox like a remote attempt's. Held as a task so heartbeats find it.
+            act.remote_since_ms = now
+            act.completing_async = True
+            self.offered_remotely = True
+            act.offer = asyncio.ensure_future(self.process.db_call(
+                self.process.store.hold_async_activity, self.run_id, seq, attempt,
+                act.command.task_queue, act.command.activity_id))
+            self.process.spawn(act.offer)
+            return None
+        act.completing_async = False
         resolution = ActivityResolution()
         if result.HasField("completed"):
             resolution.completed.result.CopyFrom(result.completed.result)
@@ -218,7 +234,8 @@ class RunActivities:
             return self._resolve(act, resolution)
         if act.remote_since_ms is not None and act.command.HasField("schedule_to_start_timeout"):
             s2s = int(act.command.schedule_to_start_timeout.ToMilliseconds())
-            if s2s > 0 and now >= act.remote_since_ms + s2s and not act.cancel_sent:
+            if s2s > 0 and now >= act.remote_since_ms + s2s and not act.cancel_sent and \
+                    not act.completing_async:
                 act.cancel_sent = True
                 self.process.spawn(self._expire_unclaimed(act.seq, act.attempt))
         if not act.cancel_requested:

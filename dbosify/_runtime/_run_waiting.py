@@ -145,6 +145,7 @@ class RunWaiting:
             if s2c is not None:
                 deadlines.append(s2c)
             if act.remote_since_ms is not None and not act.cancel_sent and \
+                    not getattr(act, "completing_async", False) and \
                     act.command.HasField("schedule_to_start_timeout"):
                 s2s = int(act.command.schedule_to_start_timeout.ToMilliseconds())
                 if s2s > 0:

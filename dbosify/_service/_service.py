@@ -72,6 +72,7 @@ from dbosify._runtime._starting import (
     terminate_in,
 )
 from dbosify._service import _updates, _visibility_rpc
+from dbosify._service._async_activities import AsyncActivityService
 from dbosify._service._describe import describe_run
 from dbosify._service._errors import already_started, invalid_argument, not_found, rpc_error
 from dbosify._service._history import RecordReader, replay_query
@@ -97,7 +98,7 @@ class _ClosedRun:
         self.history_length = history_length + 1
 
 
-class DatabaseService(ScheduleService, temporalio.service.ServiceClient):
+class DatabaseService(ScheduleService, AsyncActivityService, temporalio.service.ServiceClient):
     """A Temporal service client whose server is the database."""
 
     def __init__(self, process: Process, config: temporalio.service.ConnectConfig) -> None:
@@ -227,7 +228,14 @@ class DatabaseService(ScheduleService, temporalio.service.ServiceClient):
                                             _timeout: float | None
                                             ) -> StartWorkflowExecutionResponse:
         run_id, created = await self._start(req)
-        return StartWorkflowExecutionResponse(run_id=run_id, started=created)
+        response = StartWorkflowExecutionResponse(run_id=run_id, started=created)
+        if req.request_eager_execution and created and \
+                self.process.serves_workflows(req.task_queue.name):
+            # A worker of this process took the new run at once, as an eager start hands the
+            # first workflow task to the starter's own worker; temporalio's client reads only
+            # that the field is set (the handle's __temporal_eagerly_started).
+            response.eager_workflow_task.SetInParent()
+        return response
 
     async def _rpc_signal_with_start_workflow_execution(
             self, req: SignalWithStartWorkflowExecutionRequest, _timeout: float | None

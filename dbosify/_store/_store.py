@@ -50,6 +50,21 @@ def _close_statement(postgres: bool, with_history_length: bool) -> sa.Executable
 _CLOSE_RUN = {(pg, hl): _close_statement(pg, hl) for pg in (False, True) for hl in (False, True)}
 
 
+ASYNC_HOLDER = "dbosify:async-completion"
+"""``claimed_by`` of an attempt held for outside completion (never a process's executor id, so
+no worker claims it)."""
+
+
+@dataclass(frozen=True)
+class AsyncActivity:
+    """An attempt waiting for outside completion."""
+
+    task_id: int
+    seq: int
+    attempt: int
+    cancel_reason: int | None
+
+
 def now_ms() -> int:
     """Epoch milliseconds, the unit of every time dbosify stores (wall time, plus what a
     time-skipping test environment skipped: dbosify._store._clock)."""
@@ -433,6 +448,38 @@ class Store:
         with self.engine.begin() as conn:
             self.append_inbox(run_id, "activity_result", result_payload, dedup_key, conn=conn)
             conn.execute(sa.delete(t.activity_tasks).where(t.activity_tasks.c.id == task_id))
+
+    def hold_async_activity(self, run_id: str, seq: int, attempt: int, task_queue: str,
+                            activity_id: str) -> None:
+        """Keep an attempt that will be completed from outside (``activity.raise_complete_async()``)
+        as a task claimed by no process: heartbeats and completions by task token or by id find
+        it, a cancel marks it, and the run's close removes it."""
+        at = t.activity_tasks
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(at).where(at.c.run_id == run_id, at.c.seq == seq,
+                                             at.c.attempt == attempt))
+            conn.execute(sa.insert(at).values(
+                run_id=run_id, seq=seq, attempt=attempt, task_queue=task_queue,
+                payload=activity_id.encode(), created_ms=now_ms(), claimed_by=ASYNC_HOLDER,
+                claimed_ms=now_ms()))
+
+    def async_activity(self, run_id: str, *, seq: int | None = None, attempt: int | None = None,
+                       activity_id: str | None = None) -> AsyncActivity | None:
+        """The held attempt of a run waiting for outside completion, by seq and attempt (a task
+        token) or by activity id; None when there is none (completed already, or never async)."""
+        at = t.activity_tasks
+        cond = [at.c.run_id == run_id, at.c.claimed_by == ASYNC_HOLDER]
+        if seq is not None:
+            cond.append(at.c.seq == seq)
+        if attempt is not None:
+            cond.append(at.c.attempt == attempt)
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(at.c.id, at.c.seq, at.c.attempt, at.c.payload,
+                                          at.c.cancel_reason).where(*cond)).all()
+        for row in rows:
+            if activity_id is None or bytes(row.payload).decode() == activity_id:
+                return AsyncActivity(row.id, row.seq, row.attempt, row.cancel_reason)
+        return None
 
     def withdraw_activity_task(self, run_id: str, seq: int, attempt: int) -> bool:
         """Remove an offered attempt if no worker has claimed it yet."""
