@@ -83,3 +83,20 @@ async def test_envconfig_connect_without_configuration(
     client = await Client.connect(**config)
     assert isinstance(client.service_client, DatabaseService)
     assert client.service_client.process.db == resolve_database_url(database)
+
+
+@pytest.mark.slow
+def test_hello_async_activity_completion(database: str, tmp_path: Path) -> None:
+    out = run_swapped("hello_async_activity_completion.py", database, tmp_path)
+    assert out.count("Waiting one second...") == 3
+    assert "Result: Hello, World!" in out
+
+
+@pytest.mark.slow
+def test_messages_program(database: str, tmp_path: Path) -> None:
+    """Signals before any worker are seen by the first query; an update that finishes the
+    workflow returns its result (issue 9 §6)."""
+    out = run_swapped("messages.py", database, tmp_path)
+    assert "Query: 2" in out
+    assert "Update: Workflow status updated" in out
+    assert "Result: 2" in out
