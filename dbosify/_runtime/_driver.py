@@ -214,6 +214,12 @@ class RunDriver(RunWaiting, RunActivities, RunMessages):
             finally:
                 self.waiting_to_start = False
             delay_s = (self.row.execution_time_ms - now_ms()) / 1000
+            if delay_s > 0 and self.inbox_dirty:
+                # An event came: a termination ends the wait (messages wait for the start).
+                row = await self.process.db_call(self.process.store.get_run_by_id, self.run_id)
+                if row is None or row.status != rs.RUNNING:
+                    self.closed = True
+                    return False
         row = await self.process.db_call(self.process.store.get_run_by_id, self.run_id)
         if row is None or row.status != rs.RUNNING:
             self.closed = True

@@ -2,11 +2,12 @@
 this process waits only on time (temporalio's time-skipping test server semantics, V1).
 
 A run "waits only on time" when its driver is idle (everything handed to it is recorded) with
-nothing new to act on, no run is starting and no activity attempt is running here. Then the
-clock (:mod:`dbosify._store._clock`) moves to the earliest deadline any run has -- a timer, an
-activity retry or timeout, a run timeout -- or a schedule's next due time, and the runs are
-woken to act on it. Skipping happens only while unlocked: while a test awaits a workflow's
-result (automatic), or during :meth:`TimeSkipper.sleep`.
+nothing new to act on, or waits for its delayed start; no run is starting and no activity
+attempt is running here. Then the clock (:mod:`dbosify._store._clock`) moves to the earliest
+deadline any run has -- a timer, an activity retry or timeout, a run timeout, a delayed start
+(start delay, retry or cron backoff) -- or a schedule's next due time, and the runs are woken to
+act on it. Skipping happens only while unlocked: while a test awaits a workflow's result
+(automatic), or during :meth:`TimeSkipper.sleep`.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class TimeSkipper:
         if process.fresh_runs:
             return True
         for driver in list(process.drivers.values()):
+            if driver.waiting_to_start and not driver.wake.is_set():
+                continue  # Waits for its execution time only (events wait with it).
             if not driver.idle or driver.wake.is_set() or driver.inbox_dirty \
                     or driver.pending_jobs or driver.outcomes or driver.pending_updates:
                 return True
@@ -75,6 +78,9 @@ class TimeSkipper:
         now = _clock.now_ms()
         deadlines: list[int] = []
         for driver in list(self.process.drivers.values()):
+            if driver.waiting_to_start and driver.row is not None:
+                deadlines.append(driver.row.execution_time_ms)
+                continue
             seconds = driver._seconds_to_next_deadline(now, math.inf)
             if seconds != math.inf:
                 deadlines.append(now + math.ceil(seconds * 1000))

@@ -192,3 +192,32 @@ async def test_failures_still_fail_under_skipping() -> None:
     assert isinstance(err.value.cause, ApplicationError)
     # Shut down, the engine's clock is wall time again.
     assert abs(_clock.now_ms() / 1000 - time.time()) < 1
+
+
+@workflow.defn
+class Stamp:
+    @workflow.run
+    async def run(self) -> str:
+        return workflow.now().isoformat()
+
+
+async def test_delayed_starts_and_cron_follow_the_skipped_clock() -> None:
+    async with await WorkflowEnvironment.start_time_skipping() as env:
+        async with Worker(env.client, task_queue=Q, workflows=[Stamp]):
+            now = await env.get_current_time()
+            stamp = await env.client.execute_workflow(Stamp.run, id="later", task_queue=Q,
+                                                      start_delay=timedelta(days=2))
+            assert datetime.fromisoformat(stamp) - now >= timedelta(days=2)
+
+            handle = await env.client.start_workflow(Stamp.run, id="noon", task_queue=Q,
+                                                     cron_schedule="0 12 * * *")
+            await env.sleep(timedelta(days=3))
+            runs = [r async for r in env.client.list_workflows("WorkflowId = 'noon'")]
+            done = sorted(r.run_id for r in runs
+                          if r.status == WorkflowExecutionStatus.COMPLETED)
+            assert len(done) == 3
+            for run_id in done:
+                at = datetime.fromisoformat(await env.client.get_workflow_handle(
+                    "noon", run_id=run_id).result(follow_runs=False))
+                assert (at.hour, at.minute) == (12, 0)
+            await handle.terminate()
