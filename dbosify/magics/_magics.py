@@ -16,6 +16,7 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from temporalio.service import RPCError, RPCStatusCode
 
 import dbosify.notebook as nb
+from dbosify._exceptions import DbosifyError
 from dbosify.notebook import _session as session_module
 from dbosify.notebook._config import Dbosify, NotebookUsageError
 from dbosify.notebook._session import Session
@@ -126,7 +127,7 @@ class DbosifyMagics(Magics):
             return fn()
         except UsageError:
             raise
-        except (NotebookUsageError, LookupError, FileNotFoundError) as err:
+        except (NotebookUsageError, DbosifyError, LookupError, FileNotFoundError) as err:
             raise UsageError(str(err).splitlines()[0] if str(err) else type(err).__name__) \
                 from None
         except TimeoutError as err:
@@ -302,7 +303,7 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
     ipython.register_magics(DbosifyMagics(ipython, config))
     try:
         session, report = nb.connect(config=config, namespace=ipython.user_ns)
-    except (NotebookUsageError, OSError) as err:
+    except (NotebookUsageError, DbosifyError, OSError) as err:
         print(f"dbosify: not connected: {err}. Fix it, then run %dbosify connect [URL]",
               file=sys.stderr)
         return

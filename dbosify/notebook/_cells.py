@@ -96,21 +96,34 @@ def import_cell(source: str, task_queue: str, version: str | None = None) -> Cel
             del sys.modules[name]
             raise
     cell = CellModule(version=version, task_queue=task_queue, source=source, module=module)
-    for value in list(vars(module).values()):
-        if isinstance(value, type) and value.__module__ == name:
-            defn = temporalio.workflow._Definition.from_class(value)
-            if defn is not None:
-                cell.workflows[defn.name or ""] = value
-        elif callable(value):
-            act = temporalio.activity._Definition.from_callable(value)
-            if act is not None:
-                cell.activities[act.name or ""] = value
-    if not cell.workflows and not cell.activities:
+    try:
+        for value in list(vars(module).values()):
+            if isinstance(value, type) and value.__module__ == name:
+                defn = temporalio.workflow._Definition.from_class(value)
+                if defn is not None:
+                    _add(cell.workflows, defn.name or "", value, "workflow")
+            elif callable(value):
+                act = temporalio.activity._Definition.from_callable(value)
+                if act is not None:
+                    _add(cell.activities, act.name or "", value, "activity")
+        if not cell.workflows and not cell.activities:
+            raise NotebookUsageError(
+                "this %%workflow cell defines no @workflow.defn class and no @activity.defn "
+                "function; put other code in an ordinary cell")
+    except NotebookUsageError:
         del sys.modules[name]
-        raise NotebookUsageError(
-            "this %%workflow cell defines no @workflow.defn class and no @activity.defn "
-            "function; put other code in an ordinary cell")
+        raise
     return cell
+
+
+def _add(found: dict[str, Any], key: str, value: Any, kind: str) -> None:
+    if key in found and found[key] is not value:
+        shown = key or "(dynamic)"
+        raise NotebookUsageError(
+            f"this %%workflow cell defines two {kind}s named {shown!r} "
+            f"({getattr(found[key], '__name__', found[key])} and "
+            f"{getattr(value, '__name__', value)}); give one another name")
+    found[key] = value
 
 
 @dataclass(frozen=True)

@@ -216,11 +216,14 @@ class Session:
         return cell
 
     def _serve(self, cell: CellModule) -> None:
-        worker = Worker(self.client, task_queue=cell.task_queue,
-                        workflows=list(cell.workflows.values()),
-                        activities=list(cell.activities.values()),
-                        activity_executor=self.executor, build_id=cell.version,
-                        identity=self.identity, interceptors=self.worker_interceptors)
+        try:
+            worker = Worker(self.client, task_queue=cell.task_queue,
+                            workflows=list(cell.workflows.values()),
+                            activities=list(cell.activities.values()),
+                            activity_executor=self.executor, build_id=cell.version,
+                            identity=self.identity, interceptors=self.worker_interceptors)
+        except (ValueError, TypeError) as err:  # e.g. two workflows of one name in the cell
+            raise NotebookUsageError(f"this %%workflow cell cannot be served: {err}") from None
 
         async def start() -> None:
             await worker.__aenter__()

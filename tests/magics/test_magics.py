@@ -191,3 +191,28 @@ def _wait_for(predicate: Any, timeout: float = 10.0) -> None:
     while not predicate():
         assert time.monotonic() < end, "condition not reached in time"
         time.sleep(0.02)
+
+
+def test_a_cell_that_cannot_be_served_is_one_line(ip: InteractiveShell,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    twice = ECHO + ECHO.replace("class Echo", "class Echo2").replace(
+        "@workflow.defn", '@workflow.defn(name="Echo")')
+    capsys.readouterr()
+    result = ip.run_cell("%%workflow\n" + twice)
+    assert isinstance(result.error_in_exec, UsageError)
+    assert "defines two workflows named 'Echo' (Echo and Echo2)" in str(result.error_in_exec)
+
+
+def test_load_ext_with_a_bad_database_says_so_in_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DBOSIFY_DATABASE_URL", "mysql://nowhere/db")
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "dbosify.magics")
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("dbosify: not connected: unsupported database URL scheme 'mysql'")
+        assert len(err.splitlines()) == 1
+        assert "unsupported database URL scheme" in _usage_error(
+            shell, "%dbosify connect mysql://nowhere/db", capsys)
+    finally:
+        shell.run_line_magic("unload_ext", "dbosify.magics")
