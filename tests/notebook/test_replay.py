@@ -11,7 +11,7 @@ import pytest
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 from temporalio.workflow import NondeterminismError
 
-from dbosify import workflow
+from dbosify import activity, workflow
 from dbosify.client import Client
 from dbosify.notebook import replay_frame
 from dbosify.worker import Worker
@@ -159,6 +159,14 @@ async def test_replay_frame_needs_the_workflow_class(client: Client) -> None:
         replay_frame(client, "ap-x", workflows=[int])
 
 
+@activity.defn
+async def linger() -> None:
+    # Runs until cancelled, so the workflow's cancel always finds it running.
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(0.02)
+
+
 @workflow.defn
 class Busy:
     """Cancels an activity and a timer, writes memo, signals another run, answers an update
@@ -170,7 +178,7 @@ class Busy:
     @workflow.run
     async def run(self) -> str:
         await workflow.get_external_workflow_handle("other").signal(Approval.approve, True)
-        slow = workflow.start_activity(add_one, 1, start_to_close_timeout=TIMEOUT,
+        slow = workflow.start_activity(linger, start_to_close_timeout=TIMEOUT,
                                        heartbeat_timeout=TIMEOUT)
         await workflow.sleep(0.01)
         slow.cancel()
@@ -197,7 +205,7 @@ class Busy:
 
 async def test_a_busy_run_replays_as_temporal_replays_it(client: Client) -> None:
     async with Worker(client, task_queue="q", workflows=[*WORKFLOWS, Busy],
-                      activities=ACTIVITIES):
+                      activities=[*ACTIVITIES, linger]):
         other = await client.start_workflow(Approval.run, 1, id="other", task_queue="q")
         handle = await client.start_workflow(Busy.run, id="busy", task_queue="q")
         for _ in range(250):
