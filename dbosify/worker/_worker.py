@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
@@ -19,6 +20,7 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
     WorkflowRunner,
 )
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from dbosify._runtime._activities import ActivityRunner
 from dbosify._runtime._instance import DEFAULT_DEADLOCK_TIMEOUT, WorkflowRegistration
@@ -141,8 +143,16 @@ class Worker:
             not temporalio.activity._Definition.must_from_callable(a).is_async
             for a in activities)
         self.activity_runner: ActivityRunner | None = None
+        runner = workflow_runner or UnsandboxedWorkflowRunner()
+        if isinstance(runner, SandboxedWorkflowRunner) and \
+                "dbosify" not in runner.restrictions.passthrough_modules:
+            # As temporalio passes itself through its sandbox, so does dbosify: a workflow
+            # module that imports dbosify.client (or an alias of a temporalio module) must not
+            # re-import the engine and DBOS inside the sandbox.
+            runner = dataclasses.replace(
+                runner, restrictions=runner.restrictions.with_passthrough_modules("dbosify"))
         self.workflow_registrations = self._register_workflows(
-            workflows, workflow_runner or UnsandboxedWorkflowRunner(),
+            workflows, runner,
             unsandboxed_workflow_runner or UnsandboxedWorkflowRunner(),
             workflow_failure_exception_types, None if debug_mode else DEFAULT_DEADLOCK_TIMEOUT)
         self._shutdown_requested: asyncio.Event | None = None

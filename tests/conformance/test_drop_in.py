@@ -100,3 +100,11 @@ def test_messages_program(database: str, tmp_path: Path) -> None:
     assert "Query: 2" in out
     assert "Update: Workflow status updated" in out
     assert "Result: 2" in out
+
+
+@pytest.mark.slow
+def test_sandboxed_workflow_with_aliased_imports(database: str, tmp_path: Path) -> None:
+    """temporalio's sandbox re-imports the workflow's module, aliases included."""
+    pytest.importorskip("pydantic", reason="the program uses the pydantic converter")
+    out = run_swapped("sandboxed.py", database, tmp_path)
+    assert "Result: QUIET" in out
