@@ -221,3 +221,19 @@ async def test_delayed_starts_and_cron_follow_the_skipped_clock() -> None:
                     "noon", run_id=run_id).result(follow_runs=False))
                 assert (at.hour, at.minute) == (12, 0)
             await handle.terminate()
+
+
+async def test_the_updatable_timer_sample_flow() -> None:
+    # The flow of Temporal's samples-python updatable_timer test, written for this workflow:
+    # query and signal a run that sleeps for a day, then await its result with skipping.
+    async with await WorkflowEnvironment.start_time_skipping() as env:
+        async with Worker(env.client, task_queue=Q, workflows=[UpdatableTimer]):
+            now = await env.get_current_time()
+            in_a_day, in_an_hour = now + timedelta(days=1), now + timedelta(hours=1)
+            handle = await env.client.start_workflow(UpdatableTimer.run, in_a_day,
+                                                     id="sample-timer", task_queue=Q)
+            assert await handle.query(UpdatableTimer.get_wake_up_time) == in_a_day
+            await handle.signal(UpdatableTimer.update_wake_up_time, in_an_hour)
+            assert await handle.query(UpdatableTimer.get_wake_up_time) == in_an_hour
+            woke = await handle.result()
+            assert in_an_hour <= woke < in_a_day
