@@ -64,6 +64,15 @@ class ActivityState:
         return f"{self.seq}/{self.attempt}".encode()
 
     @property
+    def async_deadline_ms(self) -> int | None:
+        """When an attempt completed from outside times out (Temporal's server enforces the
+        start-to-close timeout of such an attempt; the heartbeat timeout is not enforced)."""
+        if not self.completing_async or not self.command.HasField("start_to_close_timeout"):
+            return None
+        ms = int(self.command.start_to_close_timeout.ToMilliseconds())
+        return self.started_ms + ms if ms > 0 else None
+
+    @property
     def schedule_to_close_deadline_ms(self) -> int | None:
         if self.command.HasField("schedule_to_close_timeout"):
             ms = int(self.command.schedule_to_close_timeout.ToMilliseconds())
@@ -171,7 +180,9 @@ class RunActivities:
                 act.command.task_queue, act.command.activity_id))
             self.process.spawn(act.offer)
             return None
-        act.completing_async = False
+        if act.completing_async:
+            act.completing_async = False
+            act.cancel_sent = act.cancel_requested  # The expiry's mark was no cancel.
         resolution = ActivityResolution()
         if result.HasField("completed"):
             resolution.completed.result.CopyFrom(result.completed.result)
@@ -232,6 +243,10 @@ class RunActivities:
             resolution.failed.failure.CopyFrom(
                 self._wrap_failure(act, cause, RetryState.RETRY_STATE_TIMEOUT))
             return self._resolve(act, resolution)
+        expiry = act.async_deadline_ms
+        if expiry is not None and now >= expiry and not act.cancel_sent:
+            act.cancel_sent = True
+            self.process.spawn(self._expire_async(act.seq, act.attempt, act.started_ms))
         if act.remote_since_ms is not None and act.command.HasField("schedule_to_start_timeout"):
             s2s = int(act.command.schedule_to_start_timeout.ToMilliseconds())
             if s2s > 0 and now >= act.remote_since_ms + s2s and not act.cancel_sent and \
@@ -252,6 +267,20 @@ class RunActivities:
         resolution.cancelled.failure.CopyFrom(
             self._wrap_failure(act, cause, RetryState.RETRY_STATE_CANCEL_REQUESTED))
         return self._resolve(act, resolution)
+
+    async def _expire_async(self, seq: int, attempt: int, started_ms: int) -> None:
+        # Unless an outside completion came first (its outcome is then in the inbox).
+        store = self.process.store
+        if await self.process.db_call(store.release_async_activity, self.run_id, seq, attempt):
+            saved = await self.process.db_call(store.load_heartbeat, self.run_id, seq)
+            details = Payloads.FromString(saved) if saved else Payloads()
+            result = ActivityExecutionResult()
+            failure = result.failed.failure
+            failure.message = "activity StartToClose timeout"
+            failure.timeout_failure_info.timeout_type = TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE
+            failure.timeout_failure_info.last_heartbeat_details.CopyFrom(details)
+            self.deliver_outcome(seq, attempt, AttemptOutcome(
+                result, started_ms, details, timed_out=TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE))
 
     async def _expire_unclaimed(self, seq: int, attempt: int) -> None:
         # Only an attempt no worker has claimed can miss its schedule-to-start deadline.

@@ -144,6 +144,9 @@ class RunWaiting:
             s2c = act.schedule_to_close_deadline_ms
             if s2c is not None:
                 deadlines.append(s2c)
+            expiry = getattr(act, "async_deadline_ms", None)
+            if expiry is not None and not act.cancel_sent:
+                deadlines.append(expiry)
             if act.remote_since_ms is not None and not act.cancel_sent and \
                     not getattr(act, "completing_async", False) and \
                     act.command.HasField("schedule_to_start_timeout"):

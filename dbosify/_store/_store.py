@@ -481,6 +481,15 @@ class Store:
                 return AsyncActivity(row.id, row.seq, row.attempt, row.cancel_reason)
         return None
 
+    def release_async_activity(self, run_id: str, seq: int, attempt: int) -> bool:
+        """Stop holding an attempt for outside completion (its start-to-close timeout passed);
+        False when an outside completion took it first."""
+        at = t.activity_tasks
+        with self.engine.begin() as conn:
+            return conn.execute(sa.delete(at).where(
+                at.c.run_id == run_id, at.c.seq == seq, at.c.attempt == attempt,
+                at.c.claimed_by == ASYNC_HOLDER)).rowcount == 1
+
     def withdraw_activity_task(self, run_id: str, seq: int, attempt: int) -> bool:
         """Remove an offered attempt if no worker has claimed it yet."""
         at = t.activity_tasks

@@ -21,7 +21,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from dbosify import activity, workflow
 from dbosify.client import AsyncActivityCancelledError, Client, WorkflowFailureError
 from dbosify.common import RetryPolicy
-from dbosify.exceptions import ActivityError, ApplicationError, CancelledError
+from dbosify.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    TimeoutError,
+    TimeoutType,
+)
 from dbosify.worker import Worker
 
 Q = "async-completion-q"
@@ -206,3 +212,32 @@ async def test_eager_start_when_this_process_serves_the_queue(client: Client) ->
     assert getattr(later, "__temporal_eagerly_started") is False
     async with Worker(client, task_queue=Q, workflows=[Echo]):
         assert await later.result() == "later"
+
+
+@workflow.defn
+class AskBriefly:
+    @workflow.run
+    async def run(self, question: str) -> str:
+        return await workflow.execute_activity(
+            ask_human, question, start_to_close_timeout=timedelta(milliseconds=600),
+            retry_policy=RetryPolicy(maximum_attempts=2,
+                                     initial_interval=timedelta(milliseconds=50)))
+
+
+async def test_start_to_close_timeout_of_an_outside_attempt(client: Client) -> None:
+    """Nobody completes it: each attempt times out after its start-to-close timeout (enforced
+    as Temporal's server does), the policy retries once, then the workflow sees the timeout."""
+    wid = _wid()
+    async with Worker(client, task_queue=Q, workflows=[AskBriefly], activities=[ask_human]):
+        handle = await client.start_workflow(AskBriefly.run, "anyone?", id=wid, task_queue=Q)
+        first = await _token(wid, 1)
+        await _token(wid, 2)  # The first attempt timed out and was retried.
+        with pytest.raises(RPCError) as gone:
+            await client.get_async_activity_handle(task_token=first).complete("late")
+        assert gone.value.status == RPCStatusCode.NOT_FOUND
+        with pytest.raises(WorkflowFailureError) as err:
+            await asyncio.wait_for(handle.result(), 30)
+        cause = err.value.cause
+        assert isinstance(cause, ActivityError)
+        assert isinstance(cause.cause, TimeoutError)
+        assert cause.cause.type == TimeoutType.START_TO_CLOSE
