@@ -7,13 +7,15 @@ wait on the run's lock; what the code writes to ``sys.stdout``/``sys.stderr`` wa
 the activation's thread only, and is written out once the commit is done. A line a workflow
 prints is therefore a promise, as on Temporal, that everything before it is durable.
 
-Only the activation's own thread is held: activities and other threads print at once. Logging
-handlers that captured a stream before dbosify started are not held.
+``workflow.logger`` (temporalio's ``temporalio.workflow`` logger) is held the same way: its
+records are handled once the commit is done. Only the activation's own thread is held:
+activities and other threads print and log at once.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import sys
 import threading
 from collections.abc import Callable
@@ -60,7 +62,20 @@ class _ThreadHeld(io.TextIOBase):
         return getattr(self.inner, name)
 
 
+class _HoldRecords(logging.Filter):
+    """Keeps the records ``workflow.logger`` makes in a holding thread, for :meth:`release`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        records: list[logging.LogRecord] | None = getattr(_local, "records", None)
+        if records is None:
+            return True
+        records.append(record)
+        return False
+
+
 _install_lock = threading.Lock()
+_WORKFLOW_LOGGER = logging.getLogger("temporalio.workflow")
+_hold_records = _HoldRecords()
 
 
 def _install() -> None:
@@ -68,6 +83,8 @@ def _install() -> None:
     if type(sys.stdout) is _ThreadHeld and type(sys.stderr) is _ThreadHeld:
         return
     with _install_lock:
+        if _hold_records not in _WORKFLOW_LOGGER.filters:
+            _WORKFLOW_LOGGER.addFilter(_hold_records)
         if type(sys.stdout) is not _ThreadHeld and sys.stdout is not None:
             sys.stdout = _ThreadHeld(sys.stdout, "out")
         if type(sys.stderr) is not _ThreadHeld and sys.stderr is not None:
@@ -80,15 +97,18 @@ class HeldOutput:
     def __init__(self) -> None:
         self.out: list[str] = []
         self.err: list[str] = []
+        self.records: list[logging.LogRecord] = []
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Call ``fn`` in this thread, holding what it prints."""
         _install()
         _local.buffers = {"out": self.out, "err": self.err}
+        _local.records = self.records
         try:
             return fn(*args)
         finally:
             _local.buffers = None
+            _local.records = None
 
     def release(self) -> None:
         """Write out what was held (once the activation is durable)."""
@@ -101,7 +121,10 @@ class HeldOutput:
                     stream.flush()
                 except (OSError, ValueError):
                     pass  # A closed stream: the text had nowhere to go anyway.
+        records, self.records = self.records, []
+        for record in records:
+            logging.getLogger(record.name).handle(record)
 
     def discard(self) -> None:
         """Drop what was held (the activation is replayed, and prints again)."""
-        self.out, self.err = [], []
+        self.out, self.err, self.records = [], [], []
