@@ -111,6 +111,7 @@ class ActivityRunner:
         interceptors: Sequence[temporalio.worker.Interceptor],
         client: temporalio.client.Client,
         max_concurrent: int,
+        shared_state_manager: temporalio.worker.SharedStateManager | None = None,
     ) -> None:
         self.task_queue = task_queue
         self._bridge = _CoreBridge(self)
@@ -119,7 +120,9 @@ class ActivityRunner:
             task_queue=task_queue,
             activities=activities,
             activity_executor=activity_executor,
-            shared_state_manager=None,
+            # Sync activities in a ProcessPoolExecutor heartbeat and learn of cancellation
+            # through it, as under temporalio's Worker.
+            shared_state_manager=shared_state_manager,
             data_converter=data_converter,
             interceptors=interceptors,
             metric_meter=temporalio.common.MetricMeter.noop,

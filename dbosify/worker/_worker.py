@@ -16,6 +16,7 @@ import temporalio.converter
 import temporalio.workflow
 from temporalio.worker import (
     Interceptor,
+    SharedStateManager,
     UnsandboxedWorkflowRunner,
     WorkflowInterceptorClassInput,
     WorkflowRunner,
@@ -87,6 +88,7 @@ class Worker:
         debug_mode: bool = False,
         build_id: str | None = None,
         use_worker_versioning: bool = False,
+        shared_state_manager: SharedStateManager | None = None,
         **options: Any,
     ) -> None:
         from dbosify._service._service import DatabaseService
@@ -136,12 +138,18 @@ class Worker:
         ] + list(interceptors)
         self._activities = list(activities)
         self._activity_executor = activity_executor
+        self._shared_state_manager = shared_state_manager
         # A pool of the worker's own for sync activities, made when it starts and shut down
         # with it (temporalio insists on an executor; a notebook user should not have to).
         self._own_executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._needs_executor = activity_executor is None and any(
-            not temporalio.activity._Definition.must_from_callable(a).is_async
-            for a in activities)
+        self._needs_executor = activity_executor is None and self._sync_activities(activities)
+        if self._sync_activities(activities) and activity_executor is not None and \
+                not isinstance(activity_executor, concurrent.futures.ThreadPoolExecutor) and \
+                shared_state_manager is None:
+            raise ValueError(
+                "sync activities in an executor that is not a ThreadPoolExecutor need "
+                "shared_state_manager=SharedStateManager.create_from_multiprocessing("
+                "multiprocessing.Manager()), as in temporalio")
         self.activity_runner: ActivityRunner | None = None
         runner = workflow_runner or UnsandboxedWorkflowRunner()
         if isinstance(runner, SandboxedWorkflowRunner) and \
@@ -194,6 +202,11 @@ class Worker:
             )
         return registrations
 
+    @staticmethod
+    def _sync_activities(activities: Sequence[Callable[..., Any]]) -> bool:
+        return any(not temporalio.activity._Definition.must_from_callable(a).is_async
+                   for a in activities)
+
     @property
     def client(self) -> temporalio.client.Client:
         """The worker's client (a worker given a database connects when it starts)."""
@@ -242,7 +255,8 @@ class Worker:
                     activity_executor=self._activity_executor or self._own_executor,
                     data_converter=self.client.data_converter,
                     interceptors=self._interceptors, client=self.client,
-                    max_concurrent=self.max_concurrent_activities)
+                    max_concurrent=self.max_concurrent_activities,
+                    shared_state_manager=self._shared_state_manager)
                 self.activity_runner.start()
             await self.process.add_worker(self)
             self._started.set()
