@@ -108,3 +108,14 @@ def test_sandboxed_workflow_with_aliased_imports(database: str, tmp_path: Path) 
     pytest.importorskip("pydantic", reason="the program uses the pydantic converter")
     out = run_swapped("sandboxed.py", database, tmp_path)
     assert "Result: QUIET" in out
+
+
+@pytest.mark.slow
+def test_hello_activity_multiprocess(database: str, tmp_path: Path) -> None:
+    out = run_swapped("hello_activity_multiprocess.py", database, tmp_path)
+    activity_pids = {line.rsplit(" ", 1)[1] for line in out.splitlines()
+                     if line.startswith("Heartbeating activity on PID")}
+    result = [line for line in out.splitlines() if line.startswith("Result on PID")]
+    assert len(activity_pids) == 1 and result, out
+    assert result[0].endswith(": Hello, World!")
+    assert result[0].split()[3].rstrip(":") not in activity_pids  # Ran in a child process.
