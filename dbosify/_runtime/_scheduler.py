@@ -387,6 +387,10 @@ def fire_due(process: Process, limit: int = 64) -> tuple[AfterCommit, int | None
     after = AfterCommit()
     now = now_ms()
     with store.engine.connect() as conn:
+        # One cheap read while nothing is due (the common case, once a second per process).
+        earliest, attention = q.earliest_due(conn)
+        if not attention and (earliest is None or earliest > now):
+            return after, earliest, attention
         candidates = q.needing_work(conn, now, limit)
     for namespace, schedule_id in candidates:
         mine = AfterCommit()
@@ -429,6 +433,9 @@ class Scheduler:
         self.process = process
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self.firing = False
+        """True from reading due schedules until their runs are handed to this process (a
+        time-skipping environment must not move the clock meanwhile)."""
 
     def ensure_running(self, owner: asyncio.Task[Any] | None) -> None:
         """Start the loop if it is not running; it stops when ``owner`` (the process's
@@ -452,8 +459,12 @@ class Scheduler:
         while not process.closed:
             sleep = _MAX_SLEEP_S
             try:
-                after, earliest, attention = await process.db_call(fire_due, process)
-                finish(process, after)
+                self.firing = True
+                try:
+                    after, earliest, attention = await process.db_call(fire_due, process)
+                    finish(process, after)
+                finally:
+                    self.firing = False
                 if earliest is not None and not attention:
                     sleep = min(max((earliest - now_ms()) / 1000, 0.0), _MAX_SLEEP_S)
             except asyncio.CancelledError:

@@ -60,7 +60,7 @@ class TimeSkipper:
 
     def _busy(self) -> bool:
         process = self.process
-        if process.fresh_runs:
+        if process.fresh_runs or scheduler_of(process).firing:
             return True
         for driver in list(process.drivers.values()):
             if driver.waiting_to_start and not driver.wake.is_set():
