@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -14,9 +13,9 @@ import temporalio.converter
 import temporalio.service
 from typing_extensions import Self
 
-from dbosify._runtime._process import Process, close_current, current_process, process_for
+from dbosify._runtime._process import Process, close_current, current_process
 from dbosify._service._service import DatabaseService
-from dbosify._store._database import resolve_database_url
+from dbosify.service._client import OPEN_SERVICES, ServiceClient
 
 
 class Client(temporalio.client.Client):
@@ -35,10 +34,6 @@ class Client(temporalio.client.Client):
     then on, and when no other client and no worker of this process uses the database any more,
     the database and DBOS are released. Running workers are never stopped by it.
     """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _open.add(self)
 
     @classmethod
     async def connect(
@@ -64,13 +59,10 @@ class Client(temporalio.client.Client):
         >>> client = await Client.connect()                      # doctest: +SKIP
         >>> client = await Client.connect("postgresql://localhost/app")  # doctest: +SKIP
         """
-        db = resolve_database_url(target_host)
-        # Opening the database blocks (connect, migrate): keep it off the caller's loop.
-        process = await asyncio.to_thread(process_for, db)
-        config = temporalio.service.ConnectConfig(target_host=db.redacted,
-                                                  identity=identity or "")
+        service = await ServiceClient.connect(temporalio.service.ConnectConfig(
+            target_host=target_host or "", identity=identity or ""))
         return cls(
-            DatabaseService(process, config),
+            service,
             namespace=namespace,
             data_converter=data_converter,
             plugins=plugins,
@@ -84,11 +76,9 @@ class Client(temporalio.client.Client):
         if not isinstance(service, DatabaseService) or service.closed:
             return
         service.closed = True
-        _open.discard(self)
+        OPEN_SERVICES.discard(service)
         process = service.process
-        still_used = process.workers or any(
-            isinstance(c.service_client, DatabaseService) and c.service_client.process is process
-            for c in list(_open))
+        still_used = process.workers or any(s.process is process for s in list(OPEN_SERVICES))
         if not still_used and not process.closed and current_process() is process:
             # Destroying DBOS blocks (threads joined, pools disposed): off the caller's loop.
             await asyncio.to_thread(_close_if_unused, process)
@@ -99,11 +89,6 @@ class Client(temporalio.client.Client):
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.close()
-
-
-_open: weakref.WeakSet[Client] = weakref.WeakSet()
-"""The clients of this process not closed yet (a client dropped without close() does not keep
-the database open)."""
 
 
 def _close_if_unused(process: Process) -> None:

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
-from typing import Any
+import weakref
+from typing import TYPE_CHECKING, Any
 
 import temporalio.service
+
+if TYPE_CHECKING:
+    from dbosify._service._service import DatabaseService
+
+OPEN_SERVICES: weakref.WeakSet[DatabaseService] = weakref.WeakSet()
+"""The database services of this process whose client was not closed (one dropped without
+``close()`` does not keep the database open)."""
 
 
 class ServiceClient(temporalio.service.ServiceClient):
@@ -42,4 +51,6 @@ class ServiceClient(temporalio.service.ServiceClient):
         db = resolve_database_url(config.target_host or None)
         # Opening the database blocks (connect, migrate): keep it off the caller's loop.
         process = await asyncio.to_thread(process_for, db)
-        return DatabaseService(process, config)
+        service = DatabaseService(process, dataclasses.replace(config, target_host=db.redacted))
+        OPEN_SERVICES.add(service)
+        return service
