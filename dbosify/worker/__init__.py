@@ -1,7 +1,12 @@
 """Workers: :class:`Worker` runs workflows and activities of a task queue on the database.
 
-``Worker`` takes temporalio's ``Worker`` arguments; everything else here is temporalio's own
-(``Replayer`` replays a saved history offline, interceptors, runners).
+``Worker`` takes temporalio's ``Worker`` arguments (its first may also be a database URL, a DBOS
+config dict or None, as in the earlier dbosify); everything else here is temporalio's own
+(``Replayer`` replays a saved history offline, interceptors, runners, ``SharedStateManager`` for
+sync activities in a ``ProcessPoolExecutor``). The slot-tuner, poller and deployment types are
+exported so code that builds them imports unchanged; ``Worker`` refuses ``tuner=`` and
+``deployment_config=`` with the reason (there is no server to poll). temporalio's sandbox is
+``dbosify.worker.workflow_sandbox`` (temporalio's module).
 """
 
 from temporalio.worker import (
