@@ -227,3 +227,44 @@ async def test_a_busy_run_replays_as_temporal_replays_it(client: Client) -> None
     assert not frame["diverged"].any(), frame[frame.status != ""].to_string()
     await Replayer(workflows=[Busy],
                    workflow_runner=UnsandboxedWorkflowRunner()).replay_workflow(history)
+
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+
+
+@workflow.defn(name="OneTimer")
+class OneTimerLonger:
+    """The golden timer run's workflow, changed: it sleeps for another duration first."""
+
+    @workflow.run
+    async def run(self, seconds: float) -> str:
+        await workflow.sleep(seconds * 2)
+        await workflow.sleep(seconds)
+        return f"slept {seconds}s"
+
+
+@pytest.mark.parametrize("workflow_id", ["golden-activity", "golden-timer", "golden-retry"])
+def test_saved_golden_histories_replay_offline(workflow_id: str) -> None:
+    from golden.workflows import WORKFLOWS as GOLDEN_WORKFLOWS
+
+    frame = replay_frame(GOLDEN / f"{workflow_id}.json", workflows=GOLDEN_WORKFLOWS)
+    assert not frame["diverged"].any()
+    assert (frame["status"] == "match").sum() >= 2
+
+
+async def test_a_saved_golden_history_diverges_where_the_replayer_fails() -> None:
+    from dbosify.client import WorkflowHistory
+
+    path = GOLDEN / "golden-timer.json"
+    frame = replay_frame(path, workflows=[OneTimerLonger])
+    first = frame.iloc[frame.attrs["diverged_at"]]
+    # Core matches a timer by its sequence number, so a changed duration is no divergence:
+    # the extra timer at the end is.
+    assert first["event_type"] == "WORKFLOW_EXECUTION_COMPLETED"
+    assert first["command"].startswith("StartTimer 2")
+    history = WorkflowHistory.from_json("golden-timer", path.read_text())
+    with pytest.raises(NondeterminismError) as info:
+        await Replayer(workflows=[OneTimerLonger],
+                       workflow_runner=UnsandboxedWorkflowRunner()).replay_workflow(history)
+    named = re.search(r"HistoryEvent\(id: (\d+)", str(info.value))
+    assert named is not None and int(named.group(1)) == first["event_id"]
