@@ -34,12 +34,20 @@ from temporalio.bridge.proto.activity_task import ActivityCancelReason, Activity
 # loudly if its constructor or its Core-facing calls change (temporalio is pinned, DESIGN §9.1).
 from temporalio.worker._activity import _ActivityWorker
 
+from dbosify._store import _clock
+
 logger = logging.getLogger("dbosify")
 
 # Core sends a heartbeat at most every 80 % of the heartbeat timeout, and every 30 s without one.
 _HEARTBEAT_THROTTLE_RATIO = 0.8
 _DEFAULT_HEARTBEAT_THROTTLE_S = 30.0
 _MAX_HEARTBEAT_THROTTLE_S = 60.0
+
+
+def _timeout_clock() -> float:
+    """Seconds for start-to-close and heartbeat timeouts: monotonic, plus what a time-skipping
+    test environment skipped (dbosify._store._clock)."""
+    return time.monotonic() + _clock.skipped_ms() / 1000
 
 
 def _poll_shutdown_error() -> BaseException:
@@ -156,12 +164,12 @@ class ActivityRunner:
         async with self._slots:
             loop = asyncio.get_running_loop()
             attempt = _Attempt(token, start, loop.create_future(), on_heartbeat)
-            attempt.started_ms = int(time.time() * 1000)
-            attempt.last_heartbeat = time.monotonic()
+            attempt.started_ms = _clock.now_ms()
+            attempt.last_heartbeat = _timeout_clock()
             attempt.heartbeat_details.CopyFrom(Payloads(payloads=start.heartbeat_details))
             start.started_time.FromMilliseconds(attempt.started_ms)
             self._attempts[token] = attempt
-            attempt.began = time.monotonic()
+            attempt.began = _timeout_clock()
             self._watch(attempt)
             self._bridge.queue.put_nowait(ActivityTask(task_token=token, start=start))
             try:
@@ -221,7 +229,7 @@ class ActivityRunner:
         attempt = self._attempts.get(token)
         if attempt is None:
             return
-        attempt.last_heartbeat = time.monotonic()
+        attempt.last_heartbeat = _timeout_clock()
         if details:
             attempt.heartbeat_details = Payloads(payloads=details)
         if attempt.on_heartbeat is not None:
@@ -244,6 +252,14 @@ class ActivityRunner:
             attempt.last_saved = time.monotonic()
             attempt.on_heartbeat(attempt.heartbeat_details)
 
+    def clock_skipped(self) -> None:
+        """The engine's clock jumped (a time-skipping test environment): hold every running
+        attempt's timeouts against the new time now."""
+        for attempt in list(self._attempts.values()):
+            if attempt.watchdog is not None:
+                attempt.watchdog.cancel()
+            self._watch(attempt)
+
     def _watch(self, attempt: _Attempt) -> None:
         """Arm (or re-arm) the attempt's timeout timer; a timer, not a task per attempt."""
         attempt.watchdog = None
@@ -262,7 +278,7 @@ class ActivityRunner:
         if not deadlines:
             return
         when, kind = min(deadlines)
-        delay = when - time.monotonic()
+        delay = when - _timeout_clock()
         if delay > 0:
             # A heartbeat moves its deadline: look again at the earlier of the two.
             attempt.watchdog = asyncio.get_running_loop().call_later(delay, self._watch, attempt)

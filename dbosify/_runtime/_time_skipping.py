@@ -37,7 +37,8 @@ class TimeSkipper:
         self.process = process
         self.unlocked = 0
         self._task: asyncio.Task[None] | None = None
-        self._quiet = 0
+        # Quiet looks in a row, counted apart for the automatic skips and for sleep().
+        self._quiet = {True: 0, False: 0}
 
     # Locking --------------------------------------------------------------------------------
 
@@ -58,7 +59,7 @@ class TimeSkipper:
 
     # Skipping -------------------------------------------------------------------------------
 
-    def _busy(self) -> bool:
+    def _busy(self, activities_hold: bool = True) -> bool:
         process = self.process
         if process.fresh_runs or scheduler_of(process).firing:
             return True
@@ -68,6 +69,8 @@ class TimeSkipper:
             if not driver.idle or driver.wake.is_set() or driver.inbox_dirty \
                     or driver.pending_jobs or driver.outcomes or driver.pending_updates:
                 return True
+        if not activities_hold:
+            return False
         for worker in process.workers:
             runner = getattr(worker, "activity_runner", None)
             if runner is not None and runner.running:
@@ -94,21 +97,22 @@ class TimeSkipper:
             deadlines.append(due)
         return min(deadlines) if deadlines else None
 
-    async def step(self, limit_ms: int | None = None) -> bool:
+    async def step(self, limit_ms: int | None = None, activities_hold: bool = True) -> bool:
         """Skip once if everything waits on time: to the next deadline (at most ``limit_ms``).
-        True if the clock moved."""
-        if self._busy():
-            self._quiet = 0
+        ``activities_hold``: a running activity attempt stops the clock from skipping. True if
+        the clock moved."""
+        if self._busy(activities_hold):
+            self._quiet[activities_hold] = 0
             return False
-        self._quiet += 1
-        if self._quiet < _QUIET_CHECKS:
+        self._quiet[activities_hold] += 1
+        if self._quiet[activities_hold] < _QUIET_CHECKS:
             return False
-        self._quiet = 0
+        self._quiet[activities_hold] = 0
         target = await self._next_deadline()
         if limit_ms is not None:
             target = limit_ms if target is None else min(target, limit_ms)
         now = _clock.now_ms()
-        if target is None or target <= now or self._busy():
+        if target is None or target <= now or self._busy(activities_hold):
             return False
         _clock.skip(target - now)
         self._wake_all()
@@ -117,6 +121,10 @@ class TimeSkipper:
     def _wake_all(self) -> None:
         for driver in list(self.process.drivers.values()):
             driver.wake.set()
+        for worker in self.process.workers:
+            runner = getattr(worker, "activity_runner", None)
+            if runner is not None:
+                runner.clock_skipped()  # Attempts running here time out on the new clock.
         if self.process.workers:
             scheduler_of(self.process).wake()
 
@@ -127,9 +135,11 @@ class TimeSkipper:
                 await self.step()
 
     async def sleep(self, seconds: float) -> None:
-        """Let ``seconds`` pass on the clock, skipping where everything waits (and in real
-        time where something works), so timers in between fire in order."""
+        """Let ``seconds`` pass on the clock, skipping where every run waits (and in real
+        time where one works), so timers in between fire in order. Running activities do not
+        hold the clock here: an activity may sleep past its own timeout, as on Temporal's test
+        server, where this sleep releases the activity's hold."""
         target = _clock.now_ms() + int(seconds * 1000)
         while _clock.now_ms() < target:
-            if not await self.step(limit_ms=target):
+            if not await self.step(limit_ms=target, activities_hold=False):
                 await asyncio.sleep(_CHECK_S)

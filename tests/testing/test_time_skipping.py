@@ -237,3 +237,39 @@ async def test_the_updatable_timer_sample_flow() -> None:
             assert await handle.query(UpdatableTimer.get_wake_up_time) == in_an_hour
             woke = await handle.result()
             assert in_an_hour <= woke < in_a_day
+
+
+_env: list[WorkflowEnvironment] = []
+
+
+@activity.defn
+async def outlives_its_timeout() -> str:
+    # As with Temporal's test server: an activity sleeps on the environment's clock, past its
+    # own start-to-close timeout (the sleep releases the activity's hold on the clock).
+    await _env[0].sleep(timedelta(days=11))
+    return "finished"
+
+
+@workflow.defn
+class TenDayActivity:
+    @workflow.run
+    async def run(self) -> str:
+        try:
+            return await workflow.execute_activity(
+                outlives_its_timeout, start_to_close_timeout=timedelta(days=10),
+                retry_policy=RetryPolicy(maximum_attempts=1))
+        except ActivityError as err:
+            assert isinstance(err.cause, TimeoutError)
+            return err.cause.type.name
+
+
+async def test_a_running_activity_times_out_on_the_skipped_clock() -> None:
+    async with await WorkflowEnvironment.start_time_skipping() as env:
+        _env[:] = [env]
+        async with Worker(env.client, task_queue=Q, workflows=[TenDayActivity],
+                          activities=[outlives_its_timeout]):
+            wall = time.monotonic()
+            outcome = await env.client.execute_workflow(TenDayActivity.run, id="ten-days",
+                                                        task_queue=Q)
+            assert time.monotonic() - wall < WALL_LIMIT_S
+    assert outcome == TimeoutType.START_TO_CLOSE.name
