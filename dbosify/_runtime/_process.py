@@ -467,7 +467,9 @@ class Process(ProcessMessaging):
         status = await DBOS.get_workflow_status_async(run_id)
         if status is None:
             await self.start_run(run_id)
-        elif status.status == "PENDING" or status.status == "ENQUEUED":
+        elif status.status in ("PENDING", "ENQUEUED", "CANCELLED",
+                               "MAX_RECOVERY_ATTEMPTS_EXCEEDED"):
+            # The run is RUNNING for dbosify: whatever stopped its DBOS workflow, it goes on.
             await DBOS.resume_workflow_async(run_id, queue_name=self.queue_name)
         elif status.status == "ERROR":
             await self._requeue_errored(run_id)
