@@ -174,6 +174,11 @@ def test_a_waiting_run_survives_a_kernel_restart(project: tuple[Path, dict[str, 
                   "c2 to wait for proceed")
         kernel.ok("%workflow signal c2 proceed")
         assert kernel.ok("%workflow result c2 --timeout 60", timeout=90).result == "21"
+        # A handle used on the kernel's own loop (top-level await), as Jupyter users do.
+        kernel.ok("h = %workflow start Counter 1 --id c3")
+        _wait_for(lambda: kernel.ok("%workflow query c3 where").result == "'waiting'", 60,
+                  "c3 to wait for proceed")
+        assert kernel.ok("await h.signal('proceed')\nawait h.result()").result == "21"
         if "DBOSIFY_DATABASE_URL" not in env:
             # The embedded default lives at the project's root, not in notebooks/.
             assert (notebooks.parent / ".dbosify" / "dbosify.sqlite").is_file()
