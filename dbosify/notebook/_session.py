@@ -110,6 +110,9 @@ class RestoreReport:
             text += f"; could not import {'; '.join(self.failed)}"
         return text
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
+
 
 @dataclass
 class Status:
@@ -132,6 +135,10 @@ class Status:
         lines += [f"  {r['workflow_id']}  {r['type']}  version {r['version']}"
                   for r in self.in_flight]
         return "\n".join(lines)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        # Terminal IPython shows the text form, not the dataclass's fields.
+        printer.text(str(self))
 
     def _repr_html_(self) -> str:
         def cell(v: Any) -> str:
