@@ -58,19 +58,39 @@ class ActivityState:
     resolved: bool = False
     completing_async: bool = False
     """The attempt called ``activity.raise_complete_async()``: it is completed from outside."""
+    async_beat_ms: int = 0
+    """The last outside heartbeat of such an attempt known to the run."""
+    async_expiring: bool = False
+    """A timeout check of such an attempt is in flight."""
 
     @property
     def token(self) -> bytes:
         return f"{self.seq}/{self.attempt}".encode()
 
     @property
-    def async_deadline_ms(self) -> int | None:
-        """When an attempt completed from outside times out (Temporal's server enforces the
-        start-to-close timeout of such an attempt; the heartbeat timeout is not enforced)."""
-        if not self.completing_async or not self.command.HasField("start_to_close_timeout"):
+    def async_deadline(self) -> tuple[int, TimeoutType.ValueType] | None:
+        """When and how an attempt completed from outside times out: Temporal's server enforces
+        its start-to-close timeout, and its heartbeat timeout counted from the last outside
+        heartbeat (the run learns of later ones when it checks)."""
+        if not self.completing_async:
             return None
-        ms = int(self.command.start_to_close_timeout.ToMilliseconds())
-        return self.started_ms + ms if ms > 0 else None
+        cmd = self.command
+        deadlines: list[tuple[int, TimeoutType.ValueType]] = []
+        stc = int(cmd.start_to_close_timeout.ToMilliseconds()) \
+            if cmd.HasField("start_to_close_timeout") else 0
+        if stc > 0:
+            deadlines.append((self.started_ms + stc, TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE))
+        beat = int(cmd.heartbeat_timeout.ToMilliseconds()) \
+            if cmd.HasField("heartbeat_timeout") else 0
+        if beat > 0:
+            deadlines.append((max(self.started_ms, self.async_beat_ms) + beat,
+                              TimeoutType.TIMEOUT_TYPE_HEARTBEAT))
+        return min(deadlines) if deadlines else None
+
+    @property
+    def async_deadline_ms(self) -> int | None:
+        deadline = self.async_deadline
+        return None if deadline is None or self.async_expiring else deadline[0]
 
     @property
     def schedule_to_close_deadline_ms(self) -> int | None:
@@ -180,9 +200,7 @@ class RunActivities:
                 act.command.task_queue, act.command.activity_id))
             self.process.spawn(act.offer)
             return None
-        if act.completing_async:
-            act.completing_async = False
-            act.cancel_sent = act.cancel_requested  # The expiry's mark was no cancel.
+        act.completing_async = act.async_expiring = False
         resolution = ActivityResolution()
         if result.HasField("completed"):
             resolution.completed.result.CopyFrom(result.completed.result)
@@ -243,10 +261,10 @@ class RunActivities:
             resolution.failed.failure.CopyFrom(
                 self._wrap_failure(act, cause, RetryState.RETRY_STATE_TIMEOUT))
             return self._resolve(act, resolution)
-        expiry = act.async_deadline_ms
-        if expiry is not None and now >= expiry and not act.cancel_sent:
-            act.cancel_sent = True
-            self.process.spawn(self._expire_async(act.seq, act.attempt, act.started_ms))
+        expiry = act.async_deadline
+        if expiry is not None and now >= expiry[0] and not act.async_expiring:
+            act.async_expiring = True
+            self.process.spawn(self._expire_async(act, expiry[1]))
         if act.remote_since_ms is not None and act.command.HasField("schedule_to_start_timeout"):
             s2s = int(act.command.schedule_to_start_timeout.ToMilliseconds())
             if s2s > 0 and now >= act.remote_since_ms + s2s and not act.cancel_sent and \
@@ -268,19 +286,33 @@ class RunActivities:
             self._wrap_failure(act, cause, RetryState.RETRY_STATE_CANCEL_REQUESTED))
         return self._resolve(act, resolution)
 
-    async def _expire_async(self, seq: int, attempt: int, started_ms: int) -> None:
-        # Unless an outside completion came first (its outcome is then in the inbox).
-        store = self.process.store
-        if await self.process.db_call(store.release_async_activity, self.run_id, seq, attempt):
-            saved = await self.process.db_call(store.load_heartbeat, self.run_id, seq)
-            details = Payloads.FromString(saved) if saved else Payloads()
-            result = ActivityExecutionResult()
-            failure = result.failed.failure
-            failure.message = "activity StartToClose timeout"
-            failure.timeout_failure_info.timeout_type = TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE
-            failure.timeout_failure_info.last_heartbeat_details.CopyFrom(details)
-            self.deliver_outcome(seq, attempt, AttemptOutcome(
-                result, started_ms, details, timed_out=TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE))
+    async def _expire_async(self, act: ActivityState, kind: TimeoutType.ValueType) -> None:
+        # Unless an outside completion came first (its outcome is then in the inbox), or, for
+        # the heartbeat timeout, an outside heartbeat the run had not seen (the check is then
+        # moved to that heartbeat's deadline).
+        seq, attempt, store = act.seq, act.attempt, self.process.store
+        beat_before = None
+        if kind == TimeoutType.TIMEOUT_TYPE_HEARTBEAT:
+            beat_before = now_ms() - int(act.command.heartbeat_timeout.ToMilliseconds())
+        released, beat = await self.process.db_call(
+            store.release_async_activity, self.run_id, seq, attempt, beat_before)
+        if not released:
+            if beat is not None:
+                act.async_beat_ms = beat
+                act.async_expiring = False
+                self.wake.set()
+            return
+        saved = await self.process.db_call(store.load_heartbeat, self.run_id, seq)
+        details = Payloads.FromString(saved) if saved else Payloads()
+        result = ActivityExecutionResult()
+        failure = result.failed.failure
+        failure.message = "activity " + (
+            "Heartbeat" if kind == TimeoutType.TIMEOUT_TYPE_HEARTBEAT else "StartToClose"
+        ) + " timeout"
+        failure.timeout_failure_info.timeout_type = kind
+        failure.timeout_failure_info.last_heartbeat_details.CopyFrom(details)
+        self.deliver_outcome(seq, attempt, AttemptOutcome(result, act.started_ms, details,
+                                                          timed_out=kind))
 
     async def _expire_unclaimed(self, seq: int, attempt: int) -> None:
         # Only an attempt no worker has claimed can miss its schedule-to-start deadline.

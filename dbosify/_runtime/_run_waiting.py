@@ -145,7 +145,7 @@ class RunWaiting:
             if s2c is not None:
                 deadlines.append(s2c)
             expiry = getattr(act, "async_deadline_ms", None)
-            if expiry is not None and not act.cancel_sent:
+            if expiry is not None:
                 deadlines.append(expiry)
             if act.remote_since_ms is not None and not act.cancel_sent and \
                     not getattr(act, "completing_async", False) and \

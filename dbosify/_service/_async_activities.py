@@ -126,8 +126,9 @@ class AsyncActivityService:
 
     async def _heartbeat(self, ref: _Ref, details: Payloads) -> bool:
         run_id, held = ref
-        reason = await self.process.db_call(self.process.store.activity_heartbeat, held.task_id,
-                                            run_id, held.seq, details.SerializeToString())
+        reason = await self.process.db_call(self.process.store.beat_async_activity,
+                                            held.task_id, run_id, held.seq,
+                                            details.SerializeToString())
         if reason == 0:
             raise not_found("activity not found: its workflow closed or it was completed")
         return reason is not None

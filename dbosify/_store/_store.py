@@ -483,14 +483,34 @@ class Store:
                 return AsyncActivity(row.id, row.seq, row.attempt, row.cancel_reason)
         return None
 
-    def release_async_activity(self, run_id: str, seq: int, attempt: int) -> bool:
-        """Stop holding an attempt for outside completion (its start-to-close timeout passed);
-        False when an outside completion took it first."""
+    def release_async_activity(self, run_id: str, seq: int, attempt: int,
+                               beat_before_ms: int | None = None) -> tuple[bool, int | None]:
+        """Stop holding an attempt for outside completion (it timed out): (True, None). With
+        ``beat_before_ms`` (a heartbeat timeout), only if its last outside heartbeat is older;
+        else (False, time of that heartbeat). (False, None): an outside completion came first."""
+        at = t.activity_tasks
+        held = (at.c.run_id == run_id, at.c.seq == seq, at.c.attempt == attempt,
+                at.c.claimed_by == ASYNC_HOLDER)
+        stale = (at.c.claimed_ms < beat_before_ms,) if beat_before_ms is not None else ()
+        with self.engine.begin() as conn:
+            if conn.execute(sa.delete(at).where(*held, *stale)).rowcount == 1:
+                return True, None
+            beat = conn.execute(sa.select(at.c.claimed_ms).where(*held)).scalar()
+        return False, int(beat) if beat is not None else None
+
+    def beat_async_activity(self, task_id: int, run_id: str, seq: int,
+                            details: bytes) -> int | None:
+        """An outside heartbeat of a held attempt: like :meth:`activity_heartbeat`, and its
+        time is kept (in ``claimed_ms``) for the attempt's heartbeat timeout."""
         at = t.activity_tasks
         with self.engine.begin() as conn:
-            return conn.execute(sa.delete(at).where(
-                at.c.run_id == run_id, at.c.seq == seq, at.c.attempt == attempt,
-                at.c.claimed_by == ASYNC_HOLDER)).rowcount == 1
+            row = conn.execute(sa.update(at).where(at.c.id == task_id)
+                               .values(claimed_ms=now_ms())
+                               .returning(at.c.cancel_reason)).first()
+            if row is None:
+                return 0
+            self.save_heartbeat(run_id, seq, details, conn=conn)
+        return int(row[0]) if row[0] is not None else None
 
     def withdraw_activity_task(self, run_id: str, seq: int, attempt: int) -> bool:
         """Remove an offered attempt if no worker has claimed it yet."""

@@ -241,3 +241,37 @@ async def test_start_to_close_timeout_of_an_outside_attempt(client: Client) -> N
         assert isinstance(cause, ActivityError)
         assert isinstance(cause.cause, TimeoutError)
         assert cause.cause.type == TimeoutType.START_TO_CLOSE
+
+
+@workflow.defn
+class AskWithHeartbeat:
+    @workflow.run
+    async def run(self, question: str) -> str:
+        return await workflow.execute_activity(
+            ask_human, question, start_to_close_timeout=timedelta(seconds=60),
+            heartbeat_timeout=timedelta(milliseconds=800),
+            retry_policy=RetryPolicy(maximum_attempts=1))
+
+
+async def test_heartbeat_timeout_of_an_outside_attempt(client: Client) -> None:
+    """Outside heartbeats keep the attempt alive past its heartbeat timeout; when they stop,
+    the attempt times out (HEARTBEAT), as on Temporal."""
+    wid = _wid()
+    async with Worker(client, task_queue=Q, workflows=[AskWithHeartbeat],
+                      activities=[ask_human]):
+        handle = await client.start_workflow(AskWithHeartbeat.run, "still there?", id=wid,
+                                             task_queue=Q)
+        outside = client.get_async_activity_handle(task_token=await _token(wid))
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        while loop.time() - began < 2.4:  # Three heartbeat timeouts, kept alive.
+            await outside.heartbeat("here")
+            await asyncio.sleep(0.2)
+        with pytest.raises(WorkflowFailureError) as err:
+            await asyncio.wait_for(handle.result(), 30)
+        assert loop.time() - began >= 2.4
+        cause = err.value.cause
+        assert isinstance(cause, ActivityError)
+        assert isinstance(cause.cause, TimeoutError)
+        assert cause.cause.type == TimeoutType.HEARTBEAT
+        assert list(cause.cause.last_heartbeat_details) == ["here"]
