@@ -535,3 +535,26 @@ async def test_cron_schedule_on_start_workflow(client: Client) -> None:
                                         cron_schedule="every minute")
         assert err.value.status == RPCStatusCode.INVALID_ARGUMENT
         assert "invalid cron schedule" in str(err.value)
+
+
+@pytest.mark.parametrize("case", ["none-keeps", "empty-clears", "partial-replaces"])
+async def test_update_replaces_schedule_search_attributes(client: Client, case: str) -> None:
+    key_1, key_2 = SearchAttributeKey.for_text("SaOne"), SearchAttributeKey.for_keyword("SaTwo")
+    handle = await client.create_schedule("sched-sa", _paused(), search_attributes=(
+        TypedSearchAttributes([SearchAttributePair(key_1, "v1"), SearchAttributePair(key_2, "v2")])))
+
+    def change(input: ScheduleUpdateInput) -> ScheduleUpdate:
+        assert input.description.typed_search_attributes[key_1] == "v1"
+        if case == "none-keeps":
+            return ScheduleUpdate(input.description.schedule, search_attributes=None)
+        if case == "empty-clears":
+            return ScheduleUpdate(input.description.schedule,
+                                  search_attributes=TypedSearchAttributes.empty)
+        return ScheduleUpdate(input.description.schedule, search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(key_1, "v1-new")]))
+
+    await handle.update(change)
+    attrs = (await handle.describe()).typed_search_attributes
+    expected = {"none-keeps": {key_1: "v1", key_2: "v2"}, "empty-clears": {},
+                "partial-replaces": {key_1: "v1-new"}}[case]
+    assert {pair.key: pair.value for pair in attrs} == expected
