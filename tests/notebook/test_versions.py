@@ -200,3 +200,26 @@ def test_notebook_key_prefers_what_jupyter_tells_the_kernel(tmp_path: Path,
     assert notebook_key(namespace={"__session__": str(tmp_path / "b.ipynb")}) == \
         str(tmp_path / "b.ipynb")
     assert notebook_key("explicit", {"__session__": "x.ipynb"}) == "explicit"
+
+
+def test_a_cell_that_no_longer_imports_is_named_in_the_restore_line(
+        database: str, tmp_path: Path, monkeypatch: Any) -> None:
+    import sys
+
+    (tmp_path / "gone_helpers.py").write_text("BASE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    session, _ = nb.connect(database, notebook="nb-gone")
+    version = session.define(COUNTER.replace("INCREMENT = 1\n",
+                                             "from gone_helpers import BASE as INCREMENT\n")
+                             ).version
+    nb.close()
+    close_current()
+    (tmp_path / "gone_helpers.py").unlink()
+    sys.modules.pop("gone_helpers", None)
+    sys.modules.pop(f"dbosify_cells.v{version}", None)
+    _, report = nb.connect(database, notebook="nb-gone")
+    try:
+        assert report is not None
+        assert f"could not import version {version} (ModuleNotFoundError" in str(report)
+    finally:
+        nb.close()
