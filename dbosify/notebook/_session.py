@@ -261,7 +261,7 @@ class Session:
         latest_versions = {c.version for c in latest.values()}
         pinned = self.run(asyncio.to_thread(_cells.running_versions, store,
                                             [c.version for c in saved]))
-        report = RestoreReport(cells=len(latest_versions))
+        report = RestoreReport()
         for saved_cell in saved:  # Oldest first, so the newest workers come last.
             if saved_cell.version not in latest_versions and saved_cell.version not in pinned:
                 continue
@@ -278,6 +278,7 @@ class Session:
                 continue
             self.cells[cell.version] = cell
             if saved_cell.version in latest_versions:
+                report.cells += 1
                 for name in cell.names:
                     if latest.get(name) is saved_cell:
                         self.latest[name] = cell
