@@ -1,0 +1,144 @@
+"""Backfill: a range of partitions (dates, id ranges) processed with bounded concurrency."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from dbosify.pipelines._bounded import map_bounded
+from dbosify.pipelines._template import Template, setting
+
+
+@dataclass
+class BackfillProgress:
+    """How far a backfill is (its ``progress`` query; also its current details)."""
+
+    total: int = 0
+    done: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    running: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BackfillResult:
+    """Each partition's result, by partition (as text)."""
+
+    results: dict[str, Any]
+    failed: dict[str, str]
+
+
+class Backfill(Template):
+    """Runs ``activity`` once per partition, at most ``concurrency`` at a time. Each partition
+    is its own activity, retried on its own by ``retry_policy``: a failing partition neither
+    stops nor repeats the others. Progress shows in ``describe()`` (current details), the
+    ``progress`` query, the history (one activity per partition) and the notebook's
+    ``ProgressBar``.
+
+    A partition that still fails after its retries is reported: the run ends with an
+    ``ApplicationError`` (type ``BackfillFailed``) naming every failed partition, after all
+    others finished; with ``fail_run = False`` it returns them in ``BackfillResult.failed``.
+
+    >>> class DailyTotals(Backfill):
+    ...     activity = total_for_day        # @activity.defn async def ...(day: str)
+    ...     concurrency = 4
+    >>> await client.execute_workflow(DailyTotals.run, date_partitions("2024-01-01",
+    ...     "2024-01-31"), id="totals-jan", task_queue="q")   # doctest: +SKIP
+    """
+
+    _template_base = True
+    activity: ClassVar[Callable[..., Any]]
+    concurrency: ClassVar[int] = 4
+    fail_run: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        self._progress = BackfillProgress()
+
+    @classmethod
+    def _check_settings(cls) -> None:
+        try:
+            fn = setting(cls, "activity")
+        except AttributeError:
+            raise TypeError(f"{cls.__name__} needs activity = <an @activity.defn function "
+                            "taking one partition>") from None
+        if not hasattr(fn, "__temporal_activity_definition"):
+            raise TypeError(f"{cls.__name__}.activity must be an @activity.defn function")
+        if cls.concurrency < 1:
+            raise TypeError(f"{cls.__name__}.concurrency must be >= 1")
+
+    async def _run_impl(self, partitions: list[Any]) -> BackfillResult:
+        cls = type(self)
+        fn = setting(cls, "activity")
+        progress = self._progress
+        progress.total = len(partitions)
+        results: dict[str, Any] = {}
+        self._show()
+
+        async def call(_: int, partition: Any) -> None:
+            label = str(partition)
+            progress.running.append(label)
+            self._show()
+            try:
+                results[label] = await workflow.execute_activity(
+                    fn, partition, start_to_close_timeout=cls.start_to_close_timeout,
+                    retry_policy=cls.retry_policy, summary=f"partition {label}")
+                progress.done.append(label)
+            except ActivityError as err:
+                progress.failed[label] = str(err.cause or err)
+            finally:
+                progress.running.remove(label)
+                self._show()
+
+        await map_bounded(partitions, cls.concurrency, call)
+        if progress.failed and cls.fail_run:
+            names = ", ".join(progress.failed)
+            raise ApplicationError(
+                f"{len(progress.failed)} of {progress.total} partitions failed: {names}",
+                {k: v for k, v in progress.failed.items()}, type="BackfillFailed",
+                non_retryable=True)
+        return BackfillResult(results, dict(progress.failed))
+
+    def _show(self) -> None:
+        p = self._progress
+        text = f"{len(p.done)}/{p.total} partitions done"
+        if p.failed:
+            text += f", {len(p.failed)} failed ({', '.join(list(p.failed)[:5])})"
+        if p.running:
+            text += f"; running {', '.join(p.running[:5])}"
+        workflow.set_current_details(text)
+
+    @workflow.query
+    def progress(self) -> BackfillProgress:
+        """Partitions done, failed and running."""
+        return self._progress
+
+
+def date_partitions(start: str | datetime.date, end: str | datetime.date,
+                    step_days: int = 1) -> list[str]:
+    """ISO dates from ``start`` to ``end`` inclusive, every ``step_days``.
+
+    >>> date_partitions("2024-01-30", "2024-02-02")
+    ['2024-01-30', '2024-01-31', '2024-02-01', '2024-02-02']
+    """
+    first = datetime.date.fromisoformat(str(start))
+    last = datetime.date.fromisoformat(str(end))
+    if step_days < 1:
+        raise ValueError("step_days must be >= 1")
+    days = (last - first).days
+    return [(first + datetime.timedelta(days=d)).isoformat() for d in range(0, days + 1,
+                                                                           step_days)]
+
+
+def id_ranges(start: int, stop: int, size: int) -> list[list[int]]:
+    """``[low, high)`` ranges of at most ``size`` ids covering ``start`` to ``stop``.
+
+    >>> id_ranges(0, 25, 10)
+    [[0, 10], [10, 20], [20, 25]]
+    """
+    if size < 1:
+        raise ValueError("size must be >= 1")
+    return [[low, min(low + size, stop)] for low in range(start, stop, size)]

@@ -1,0 +1,166 @@
+"""IncrementalIngest on both backends: dispositions, schema growth, type conflicts, files that
+arrive later, and a batch written twice (DESIGN §7)."""
+
+from __future__ import annotations
+
+import csv
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dbosify import pipelines
+from dbosify.client import Client, WorkflowFailureError
+from dbosify.exceptions import ApplicationError
+from dbosify.pipelines import IncrementalIngest
+
+from .conftest import SinkKit
+
+
+def pipeline(name: str, **settings: Any) -> type[IncrementalIngest]:
+    return type(name, (IncrementalIngest,), settings)
+
+
+async def run(client: Client, cls: type[IncrementalIngest]) -> pipelines.IngestResult:
+    result: pipelines.IngestResult = await client.execute_workflow(
+        cls.run, id=f"ingest-{uuid.uuid4()}", task_queue="q")  # type: ignore[attr-defined]
+    return result
+
+
+async def test_append_continues_from_the_last_committed_cursor(
+        client: Client, serve: Any, kit: SinkKit) -> None:
+    table = kit.table("append")
+    data = [{"id": i, "name": f"n{i}", "price": i * 1.5} for i in range(23)]
+    Append = pipeline("Append", source=pipelines.IterableSource(lambda: list(data)),
+                      sink=kit.sink(table), batch_size=5, batches_per_run=2)
+    async with serve([Append]):
+        first = await run(client, Append)
+        assert (first.rows, first.batches, first.cursor) == (23, 5, 23)
+        assert first.runs == 3  # continued as new twice: 2 + 2 + 1 batches
+        data.extend({"id": i, "name": f"n{i}", "price": 0.5} for i in range(23, 30))
+        second = await run(client, Append)
+        third = await run(client, Append)
+    assert (second.rows, second.cursor) == (7, 30)
+    assert third.rows == 0
+    assert kit.query(f'SELECT count(*), count(DISTINCT id), min(id), max(id) FROM "{table}"') \
+        == [(30, 30, 0, 29)]
+
+
+async def test_replace_keeps_only_the_last_runs_rows(client: Client, serve: Any,
+                                                     kit: SinkKit) -> None:
+    table = kit.table("replace")
+    data = [{"id": i, "v": "old"} for i in range(12)]
+    Replace = pipeline("Replace", source=pipelines.IterableSource(lambda: list(data)),
+                       sink=kit.sink(table), write_disposition="replace", batch_size=5)
+    async with serve([Replace]):
+        await run(client, Replace)
+        data[:] = [{"id": i, "v": "new"} for i in range(100, 107)]
+        result = await run(client, Replace)
+        assert result.rows == 7
+        assert kit.query(f'SELECT count(*), min(id), max(v) FROM "{table}"') == [(7, 100, "new")]
+        data.clear()
+        await run(client, Replace)
+    assert kit.query(f'SELECT count(*) FROM "{table}"') == [(0,)]
+
+
+async def test_merge_upserts_by_primary_key(client: Client, serve: Any, kit: SinkKit) -> None:
+    table = kit.table("merge")
+    data = [{"id": i, "status": "new"} for i in range(8)]
+    Merge = pipeline("Merge", source=pipelines.IterableSource(lambda: list(data)),
+                     sink=kit.sink(table), write_disposition="merge", primary_key="id",
+                     batch_size=3)
+    async with serve([Merge]):
+        await run(client, Merge)
+        data[:] = [{"id": i, "status": "shipped"} for i in range(5, 11)]
+        await run(client, Merge)
+    rows = dict(kit.query(f'SELECT id, status FROM "{table}" ORDER BY id'))
+    assert rows == {**{i: "new" for i in range(5)}, **{i: "shipped" for i in range(5, 11)}}
+
+
+async def test_a_column_that_appears_mid_stream_is_added(client: Client, serve: Any,
+                                                          kit: SinkKit) -> None:
+    table = kit.table("grow")
+    rows = [{"id": i, "a": i} for i in range(4)] + \
+        [{"id": i, "a": i, "b": f"b{i}"} for i in range(4, 8)]
+    Grow = pipeline("Grow", source=pipelines.IterableSource(rows), sink=kit.sink(table),
+                    batch_size=4)
+    async with serve([Grow]):
+        await run(client, Grow)
+    assert kit.columns(table) == ["id", "a", "b"]
+    got = kit.query(f'SELECT id, b FROM "{table}" ORDER BY id')
+    assert got == [(i, None) for i in range(4)] + [(i, f"b{i}") for i in range(4, 8)]
+
+
+async def test_a_type_conflict_stops_the_run_writing_nothing(client: Client, serve: Any,
+                                                              kit: SinkKit) -> None:
+    table = kit.table("conflict")
+    data: list[dict[str, Any]] = [{"id": i, "amount": i * 10} for i in range(3)]
+    sink = kit.sink(table)
+    Conflict = pipeline("Conflict", source=pipelines.IterableSource(lambda: list(data)),
+                        sink=sink, batch_size=2)
+    async with serve([Conflict]):
+        await run(client, Conflict)
+        before = sink.last_cursor("Conflict", "")
+        data.extend([{"id": 3, "amount": 30}, {"id": 4, "amount": "a lot"}])
+        with pytest.raises(WorkflowFailureError) as caught:
+            await run(client, Conflict)
+    cause = caught.value.cause.cause  # type: ignore[union-attr]
+    assert isinstance(cause, ApplicationError) and cause.type == "SchemaConflict"
+    assert "'amount'" in cause.message and "bigint" in cause.message and "text" in \
+        cause.message
+    # The conflicting batch (ids 3 and 4) wrote nothing, and the cursor stayed put.
+    assert kit.query(f'SELECT count(*), max(id) FROM "{table}"') == [(3, 2)]
+    assert sink.last_cursor("Conflict", "") == before == (True, 3)
+
+
+async def test_a_file_that_arrives_after_the_first_run_is_picked_up(
+        client: Client, serve: Any, kit: SinkKit, tmp_path: Path) -> None:
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+
+    def drop(name: str, ids: range) -> None:
+        with (folder / name).open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["id", "city", "amount"])
+            for i in ids:
+                writer.writerow([i, f"city, {i}", f"{i}.25"])
+
+    drop("2024-01-01.csv", range(0, 7))
+    drop("2024-01-02.csv", range(7, 10))
+    table = kit.table("files")
+    Files = pipeline("Files", source=pipelines.FileFolder(folder, "*.csv",
+                                                          types={"id": int, "amount": float}),
+                     sink=kit.sink(table), batch_size=4)
+    async with serve([Files]):
+        first = await run(client, Files)
+        assert first.rows == 10
+        drop("2024-01-03.csv", range(10, 15))
+        second = await run(client, Files)
+        assert second.rows == 5
+        assert (await run(client, Files)).rows == 0
+    assert kit.query(f'SELECT count(*), count(DISTINCT id), sum(amount) FROM "{table}"') == \
+        [(15, 15, sum(i + 0.25 for i in range(15)))]
+    assert kit.query(f'SELECT city FROM "{table}" WHERE id = 3') == [("city, 3",)]
+
+
+async def test_a_batch_committed_twice_is_written_once(kit: SinkKit) -> None:
+    """What a retry after a crash between commit and the activity's completion does."""
+    table = kit.table("twice")
+    sink = kit.sink(table)
+    batch = pipelines.BatchWrite("Twice", "", None, 2, [{"id": 1}, {"id": 2}])
+    assert sink.write(batch).already is False
+    again = sink.write(pipelines.BatchWrite("Twice", "", None, 3,
+                                            [{"id": 1}, {"id": 2}, {"id": 3}]))
+    assert (again.already, again.cursor, again.rows) == (True, 2, 2)
+    assert kit.query(f'SELECT count(*) FROM "{table}"') == [(2,)]
+
+
+async def test_merge_into_a_table_without_a_key_is_a_clear_error(kit: SinkKit) -> None:
+    table = kit.table("nokey")
+    sink = kit.sink(table)
+    sink.write(pipelines.BatchWrite("NoKey", "", None, 1, [{"id": 1, "v": "a"}]))
+    with pytest.raises(ApplicationError, match="no primary key or unique constraint"):
+        sink.write(pipelines.BatchWrite("NoKey", "", 1, 2, [{"id": 1, "v": "b"}],
+                                        disposition="merge", primary_key=("id",)))
+    assert kit.query(f'SELECT v FROM "{table}"') == [("a",)]
