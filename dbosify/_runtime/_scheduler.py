@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from temporalio.api.common.v1 import RetryPolicy, SearchAttributes
 from temporalio.api.enums.v1 import ScheduleOverlapPolicy, WorkflowExecutionStatus
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.schedule.v1 import Schedule, ScheduleInfo
 from temporalio.api.workflowservice.v1 import (
     RequestCancelWorkflowExecutionRequest,
@@ -312,6 +313,8 @@ def start(process: Process, conn: sa.Connection, rec: ScheduleRecord, item: dict
         priority=action.priority)
     if action.HasField("retry_policy"):
         req.retry_policy.CopyFrom(action.retry_policy)
+    if rec.overlap != P.SCHEDULE_OVERLAP_POLICY_ALLOW_ALL:
+        _carry_last_outcome(conn, rec, req)
     attrs = SearchAttributes()
     attrs.CopyFrom(action.search_attributes)
     encode_search_attributes(TypedSearchAttributes([
@@ -341,6 +344,24 @@ def start(process: Process, conn: sa.Connection, rec: ScheduleRecord, item: dict
     rec.info.action_count += 1
     rec.running.append([workflow_id, started.run_id])
     after.started += 1
+
+
+def _carry_last_outcome(conn: sa.Connection, rec: ScheduleRecord,
+                        req: StartWorkflowExecutionRequest) -> None:
+    """As Temporal's scheduler does for sequential runs (every policy but allow-all): the new
+    run sees the last completed run's result, and the failure of a run that failed since."""
+    for row in q.recent_outcomes(conn, rec.namespace, rec.schedule_id,
+                                 (S.WORKFLOW_EXECUTION_STATUS_COMPLETED,
+                                  S.WORKFLOW_EXECUTION_STATUS_FAILED)):
+        if not row.close_event:
+            continue
+        event = HistoryEvent.FromString(row.close_event)
+        if row.status == S.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+            req.last_completion_result.CopyFrom(
+                event.workflow_execution_completed_event_attributes.result)
+            return
+        if not req.HasField("continued_failure"):
+            req.continued_failure.CopyFrom(event.workflow_execution_failed_event_attributes.failure)
 
 
 def drain_buffer(process: Process, conn: sa.Connection, rec: ScheduleRecord,

@@ -125,3 +125,15 @@ def run_statuses(conn: sa.Connection, run_ids: Iterable[str]) -> dict[str, int]:
     r = t.runs
     return {row.run_id: row.status for row in
             conn.execute(sa.select(r.c.run_id, r.c.status).where(r.c.run_id.in_(ids)))}
+
+
+def recent_outcomes(conn: sa.Connection, namespace: str, schedule_id: str,
+                    statuses: Iterable[int]) -> Sequence[sa.Row[Any, Any]]:
+    """The closed runs of the schedule's kept actions with one of ``statuses``, newest first:
+    their status and close event."""
+    a, r = t.schedule_actions, t.runs
+    return conn.execute(
+        sa.select(r.c.status, r.c.close_event).select_from(a.join(r, r.c.run_id == a.c.run_id))
+        .where(a.c.namespace == namespace, a.c.schedule_id == schedule_id,
+               r.c.status.in_(list(statuses)))
+        .order_by(a.c.id.desc())).all()

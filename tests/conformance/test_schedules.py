@@ -40,6 +40,7 @@ from dbosify.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
     WorkflowExecutionStatus,
+    WorkflowFailureError,
 )
 from dbosify.common import (
     RetryPolicy,
@@ -558,3 +559,37 @@ async def test_update_replaces_schedule_search_attributes(client: Client, case: 
     expected = {"none-keeps": {key_1: "v1", key_2: "v2"}, "empty-clears": {},
                 "partial-replaces": {key_1: "v1-new"}}[case]
     assert {pair.key: pair.value for pair in attrs} == expected
+
+
+@workflow.defn
+class Chain:
+    """Returns the last completed run's result plus one; fails when told to by its input."""
+
+    @workflow.run
+    async def run(self, fail_after: int) -> int:
+        last = workflow.get_last_completion_result(int) \
+            if workflow.has_last_completion_result() else 0
+        failure = workflow.get_last_failure()
+        if (last or 0) == fail_after and failure is None:
+            raise ApplicationError("failing once", non_retryable=True)
+        return (last or 0) + (100 if failure is not None else 1)
+
+
+async def test_sequential_actions_see_the_last_result_and_failure(client: Client) -> None:
+    async with Worker(client, task_queue=Q, workflows=[Chain]):
+        handle = await client.create_schedule("sched-chain", _paused(
+            _action(Chain.run, 2), ScheduleOverlapPolicy.BUFFER_ALL))
+        at = datetime(2022, 5, 1, tzinfo=timezone.utc)
+        await handle.backfill(ScheduleBackfill(start_at=at, end_at=at + timedelta(hours=3),
+                                               overlap=ScheduleOverlapPolicy.BUFFER_ALL))
+        desc = await eventually(lambda: _describe(handle), lambda d: d.info.num_actions == 4
+                                and not d.info.running_actions)
+        outcomes = []
+        for run in _runs(desc):
+            wf = client.get_workflow_handle(run.workflow_id, run_id=run.first_execution_run_id)
+            try:
+                outcomes.append(await wf.result())
+            except WorkflowFailureError:
+                outcomes.append("failed")
+    # 1, 2, then the third fails (it saw 2), the fourth sees 2 and that failure.
+    assert outcomes == [1, 2, "failed", 102]
