@@ -10,6 +10,7 @@ record: ``pytest -s``).
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import Counter
 
@@ -37,6 +38,7 @@ async def test_runs_survive_repeated_kills(client: Client, cluster: Cluster,
                for n in range(RUNS)]
     results_task = asyncio.ensure_future(asyncio.gather(*(h.result() for h in handles)))
     kills = 0
+    chaos = random.Random(10)
     for round_no in range(KILLS):
         if results_task.done():
             break
@@ -45,6 +47,9 @@ async def test_runs_survive_repeated_kills(client: Client, cluster: Cluster,
         finished = len(cluster.marks(event="done"))
         await cluster.wait_for(lambda f=finished: len(cluster.marks(event="done")) >= f + 10
                                or results_task.done(), "progress between kills", timeout=60)
+        # Then a random pause, so the kill is not timed by an activity's end (which would aim
+        # it at the moment between an activity's end and its event's commit).
+        await asyncio.sleep(chaos.uniform(0.0, 0.3))
         victim = workers[round_no % 2]
         cluster.kill(victim)
         kills += 1
