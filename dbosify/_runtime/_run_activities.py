@@ -187,6 +187,13 @@ class RunActivities:
         # An outside completion (AsyncActivityHandle) keeps the attempt's own start.
         act.started_ms = outcome.started_ms or act.started_ms
         act.identity = outcome.identity
+        if act.cancel_requested and act.command.cancellation_type != \
+                ActivityCancellationType.WAIT_CANCELLATION_COMPLETED:
+            # Core resolves a TRY_CANCEL or ABANDON activity as cancelled the moment the
+            # workflow asks, and ignores whatever the attempt does after: an outcome that
+            # arrived while that request was being recorded loses to it. _cancel_or_timeout
+            # resolves the activity as cancelled in this same pass.
+            return None
         result = outcome.result
         if result.HasField("will_complete_async"):
             # activity.raise_complete_async(): the attempt goes on outside any worker until an
