@@ -34,7 +34,33 @@ def _run_id_option(fn: F) -> F:
                         help="A run of the workflow id (default: its latest).")(fn)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """click's group, with every error as one line on stderr (no usage block, no traceback)
+    and dbosify's exit codes: 0 ok, 1 failed, 2 usage."""
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        try:
+            code = super().main(args=args, prog_name=prog_name or "dbosify",
+                                complete_var=complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Abort:
+            click.echo("dbosify: aborted", err=True)
+            sys.exit(c.EXIT_FAILED)
+        except click.exceptions.NoArgsIsHelpError as err:
+            click.echo(err.format_message())  # The help text, as click shows it.
+            sys.exit(c.EXIT_USAGE)
+        except click.UsageError as err:
+            path = err.ctx.command_path if err.ctx else "dbosify"
+            click.echo(f"{path}: error: {err.format_message()} (see {path} --help)", err=True)
+            sys.exit(c.EXIT_USAGE)
+        except click.ClickException as err:
+            click.echo(f"dbosify: error: {err.format_message()}", err=True)
+            sys.exit(err.exit_code)
+        sys.exit(code if isinstance(code, int) else c.EXIT_OK)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """dbosify: Temporal workflows on Postgres or SQLite. Run, promote and inspect them."""
 
@@ -108,8 +134,7 @@ def runs(query: tuple[str, ...], limit: int, database: str | None) -> None:
 
     Example: dbosify runs "WorkflowType = 'Report' AND ExecutionStatus = 'Failed'"
     """
-    from dbosify.cli._read import run_rows
-    from dbosify.history._rows import RUN_COLUMNS
+    from dbosify.cli._read import RUN_COLUMNS, run_rows
 
     rows = run_rows(database, " ".join(query) or None, limit)
     if not rows:
@@ -201,11 +226,11 @@ def start(workflow_type: str, args: tuple[str, ...], workflow_id: str | None,
 def _handle_command(name: str, doc: str, with_args: bool, returns: bool) -> None:
     """signal / query / update: ID NAME [ARG]..., each ARG a JSON value."""
 
-    @_database_option
-    @_run_id_option
-    @click.argument("args", nargs=-1, metavar="[ARG]...")
-    @click.argument("handler", metavar="NAME")
     @click.argument("workflow_id", metavar="ID")
+    @click.argument("handler", metavar="NAME")
+    @click.argument("args", nargs=-1, metavar="[ARG]...")
+    @_run_id_option
+    @_database_option
     def command(workflow_id: str, handler: str, args: tuple[str, ...], run_id: str,
                 database: str | None) -> None:
         values = c.json_values(args)
@@ -342,18 +367,5 @@ _schedule_action("delete", "Delete a schedule (runs it started go on).", "delete
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``dbosify`` command: errors are one line on stderr."""
-    try:
-        code = cli.main(args=argv, prog_name="dbosify", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("dbosify: aborted", err=True)
-        sys.exit(c.EXIT_FAILED)
-    except click.UsageError as err:
-        where = f"dbosify {err.ctx.command_path.split(' ', 1)[1]}" if err.ctx and \
-            " " in err.ctx.command_path else "dbosify"
-        click.echo(f"{where}: error: {err.format_message()} (see {where} --help)", err=True)
-        sys.exit(c.EXIT_USAGE)
-    except click.ClickException as err:
-        click.echo(f"dbosify: error: {err.format_message()}", err=True)
-        sys.exit(err.exit_code)
-    sys.exit(code if isinstance(code, int) else c.EXIT_OK)
+    """Entry point of the ``dbosify`` command (the console script)."""
+    cli.main(args=argv, prog_name="dbosify")

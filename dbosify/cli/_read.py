@@ -3,7 +3,8 @@
 ``dbosify runs`` and ``dbosify result`` answer from the visibility rows (``dbosify_runs``) and a
 run's close event, which dbosify writes with the close: a SQLAlchemy engine, temporalio's protos
 and its payload converter are all they import, so they answer well within a second. The rows are
-the very ones the notebook's ``runs_frame`` shows (:func:`dbosify.history.run_row`).
+the very ones the notebook's ``runs_frame`` shows (:func:`dbosify.history.run_row`); a test
+holds them equal.
 """
 
 from __future__ import annotations
@@ -35,17 +36,20 @@ def open_engine(db: DatabaseURL) -> sa.Engine:
 
 def run_rows(database_url: str | None, query: str | None, limit: int,
              namespace: str = "default") -> list[dict[str, Any]]:
-    """Rows of the runs matching a visibility query, newest first (keys: RUN_COLUMNS)."""
-    import temporalio.client
+    """Rows of the runs matching a visibility query, newest first.
 
-    from dbosify._service._describe import execution_info
+    The same rows as :func:`dbosify.history.run_rows` (keys: its ``RUN_COLUMNS``; a test holds
+    them equal), read straight from ``dbosify_runs``: building temporalio's
+    ``WorkflowExecution`` objects would import its client and converter, half a second more.
+    """
+    from temporalio.api.enums.v1 import WorkflowExecutionStatus
+
     from dbosify._store import _tables as t
     from dbosify._store._visibility import (
         VisibilityQueryError,
         compile_filter,
         referenced_attributes,
     )
-    from dbosify.history._rows import run_row
 
     engine = open_engine(database(database_url))
     try:
@@ -64,20 +68,42 @@ def run_rows(database_url: str | None, query: str | None, limit: int,
                 raise usage(f"query {query!r}: {err}") from None
             if compiled.group_by:
                 raise usage("GROUP BY is only allowed in a count query")
+            r = t.runs
             rows = conn.execute(
-                sa.select(t.runs).where(t.runs.c.namespace == namespace, compiled.where)
+                sa.select(r.c.status, r.c.workflow_type, r.c.workflow_id, r.c.run_id,
+                          r.c.build_id, r.c.start_time_ms, r.c.close_time_ms, r.c.task_queue)
+                .where(r.c.namespace == namespace, compiled.where)
                 .order_by(*compiled.order_by).limit(limit)).all()
-            attrs: dict[str, list[Any]] = {r.run_id: [] for r in rows}
-            if rows:
-                for a in conn.execute(sa.select(sat).where(
-                        sat.c.run_id.in_(list(attrs)))):
-                    attrs[a.run_id].append(a)
     finally:
         engine.dispose()
     now = datetime.now(timezone.utc)
-    converter = data_converter()
-    return [run_row(temporalio.client.WorkflowExecution._from_raw_info(
-        execution_info(r, attrs[r.run_id]), namespace, converter), now) for r in rows]
+    out = []
+    for row in rows:
+        start = _time(row.start_time_ms)
+        close = _time(row.close_time_ms) if row.close_time_ms is not None else None
+        out.append({
+            "status": WorkflowExecutionStatus.Name(row.status)
+            .removeprefix("WORKFLOW_EXECUTION_STATUS_"),
+            "type": row.workflow_type,
+            "id": row.workflow_id,
+            "run_id": row.run_id,
+            "version": row.build_id or None,
+            "start": start,
+            "close": close,
+            "duration": (close or now) - start,
+            "task_queue": row.task_queue,
+        })
+    out.sort(key=lambda row: row["start"], reverse=True)
+    return out
+
+
+RUN_COLUMNS = ("status", "type", "id", "run_id", "version", "start", "close", "duration",
+               "task_queue")
+"""Keys of a run row, as :data:`dbosify.history.RUN_COLUMNS` (a test holds them equal)."""
+
+
+def _time(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
 _CLOSED_FIELDS = {
