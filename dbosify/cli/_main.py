@@ -60,7 +60,7 @@ class _Commands(click.Group):
         sys.exit(code if isinstance(code, int) else c.EXIT_OK)
 
 
-@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("dbosify", cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """dbosify: Temporal workflows on Postgres or SQLite. Run, promote and inspect them."""
 

@@ -1,0 +1,105 @@
+"""dbosify worker as a subprocess: picks up pending runs, logs a line per run, stops on SIGTERM
+or Ctrl-C with exit code 0; bad modules are one line, exit 2."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from dbosify._store import _tables as t
+from dbosify.client import Client
+from tests.cli.conftest import Q, invoke
+
+APP = Path(__file__).with_name("app.py")
+
+
+def _identities(database: str) -> list[str]:
+    from dbosify._store._database import create_engine, resolve_database_url
+
+    engine = create_engine(resolve_database_url(database))
+    try:
+        with engine.connect() as conn:
+            return [r[0] for r in conn.execute(sa.select(t.processes.c.identity))]
+    finally:
+        engine.dispose()
+
+
+def _worker(database: str, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "dbosify.cli", "worker", str(APP), "--task-queue", Q,
+         "--database", database, *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+async def _wait_for_line(proc: subprocess.Popen[str], lines: list[str], text: str,
+                         timeout: float = 60) -> None:
+    # stderr is read by a thread (see test): poll what it collected.
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if any(text in line for line in lines):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"worker exited {proc.returncode}: {''.join(lines)}")
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no line with {text!r} in {''.join(lines)}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+async def test_worker_picks_up_pending_runs_and_stops_cleanly(
+        database: str, stop: signal.Signals) -> None:
+    client = await Client.connect(database)
+    pending = await client.start_workflow("Greet", "Pending", id="pending-1", task_queue=Q)
+    proc = _worker(database, "--identity", "cli-test-worker")
+    lines: list[str] = []
+    reader = asyncio.create_task(asyncio.to_thread(
+        lambda: [lines.append(line) for line in proc.stderr]))  # type: ignore[union-attr]
+    try:
+        await _wait_for_line(proc, lines, "serving task queue 'cli-q'")
+        assert await pending.result() == "Hello, Pending!"
+        await _wait_for_line(proc, lines, f"Greet pending-1 (run {pending.result_run_id}) "
+                                          "completed in ")
+        handle = await client.start_workflow("Fails", id="fails-1", task_queue=Q)
+        await _wait_for_line(proc, lines, "Fails fails-1")
+        assert any("Fails fails-1" in line and "failed: ApplicationError: no data for today"
+                   in line for line in lines)
+        assert (await handle.describe()).status is not None
+        assert "cli-test-worker" in _identities(database)
+        proc.send_signal(stop)
+        assert await asyncio.to_thread(proc.wait, 30) == 0, "".join(lines)
+        await reader
+        assert "stopped" in lines[-1]
+        # One line per run: each run is logged once.
+        assert sum("pending-1" in line for line in lines) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        await client.close()
+
+
+@pytest.mark.parametrize(("target", "line"), [
+    ("no_such_module_here", "dbosify: error: no module or file 'no_such_module_here': give a "
+     "module name (app.pipeline) or a path (pipelines/x/pipeline.py)"),
+    ("missing.py", "dbosify: error: no such file: missing.py"),
+    ("empty.py", "dbosify: error: empty.py defines no @workflow.defn class and no "
+     "@activity.defn function: nothing to serve"),
+])
+def test_bad_modules_are_usage_errors(target: str, line: str, tmp_path: Path) -> None:
+    (tmp_path / "empty.py").write_text("X = 1\n")
+    out = invoke("worker", target, "--database", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    assert (out.exit_code, out.stderr) == (2, line + "\n")
+
+
+def test_module_that_raises_is_one_line_exit_1(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text("raise RuntimeError('boom')\n")
+    out = invoke("worker", "broken.py", "--database", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    assert (out.exit_code, out.stderr) == (
+        1, "dbosify: error: importing broken.py failed: RuntimeError: boom\n")
