@@ -32,6 +32,7 @@ from temporalio.bridge.proto.workflow_completion import WorkflowActivationComple
 from dbosify._exceptions import ConfigurationError
 from dbosify._runtime import _run_state as rs
 from dbosify._runtime._activities import ActivityRunner
+from dbosify._runtime._dispatch import dispatch_own_queue
 from dbosify._runtime._driver import RunDriver
 from dbosify._runtime._instance import WorkflowRegistration
 from dbosify._runtime._messaging import ProcessMessaging
@@ -156,6 +157,8 @@ class Process(ProcessMessaging):
         self._inbox_cursor = 0
         self._closer: Closer | None = None
         self.queue_name = f"dbosify-{self.executor_id}"
+        self._own_queue: Any = None
+        """This process's DBOS queue (a ``dbos.Queue``), once DBOS is launched."""
 
     # Small helpers ----------------------------------------------------------------------------
 
@@ -387,7 +390,7 @@ class Process(ProcessMessaging):
             DBOS.launch()
             # Only taken-over runs come through this queue (rare, after a lease): a slow poll
             # keeps its idle cost low (DBOS polls each queue, DESIGN §10).
-            DBOS.register_queue(self.queue_name, polling_interval_sec=1.0)
+            self._own_queue = DBOS.register_queue(self.queue_name, polling_interval_sec=1.0)
 
         # Launched off the loop: DBOS adopts a running loop it is launched on (DESIGN §10).
         await asyncio.get_running_loop().run_in_executor(None, launch)
@@ -471,6 +474,7 @@ class Process(ProcessMessaging):
                                "MAX_RECOVERY_ATTEMPTS_EXCEEDED"):
             # The run is RUNNING for dbosify: whatever stopped its DBOS workflow, it goes on.
             await DBOS.resume_workflow_async(run_id, queue_name=self.queue_name)
+            await self.dispatch_resumed()
         elif status.status == "ERROR":
             await self._requeue_errored(run_id)
         else:
@@ -482,6 +486,21 @@ class Process(ProcessMessaging):
         if await self.db_call(self.store.requeue_errored_workflow, run_id, self.queue_name):
             logger.warning("run %s: its DBOS workflow had failed; resuming it from its records",
                            run_id)
+            await self.dispatch_resumed()
+
+    async def dispatch_resumed(self) -> None:
+        """Start the DBOS workflows just resumed onto this process's own queue at once, rather
+        than at the queue's next poll (up to 2 s after launch): a restarted notebook takes its
+        predecessor's runs at once (DESIGN §9.3). DBOS's queue claim stays the gate, so this
+        races its queue thread safely; should it fail, that thread still starts them."""
+        queue = self._own_queue
+        if queue is None:
+            return
+        try:
+            await self.db_call(dispatch_own_queue, queue, self.executor_id, APPLICATION_VERSION)
+        except Exception:
+            logger.warning("dbosify could not start resumed runs at once; DBOS's queue will",
+                           exc_info=True)
 
     async def _resume_errored_runs(self) -> None:
         """Resume this process's runs whose DBOS workflow failed (checked now and then, and at
