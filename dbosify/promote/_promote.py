@@ -80,7 +80,8 @@ def _check_cron(cron: str) -> None:
     try:
         parse_cron(cron)
     except ScheduleSpecError as err:
-        raise PromotionError(f"--schedule {cron!r} is not a cron string ({err}); write five "
+        reason = str(err).removeprefix(f"invalid cron string {cron!r}: ")
+        raise PromotionError(f"--schedule {cron!r} is not a cron string ({reason}); write five "
                              "fields like '0 6 * * *' (06:00 daily) or '@daily'") from None
 
 
