@@ -31,7 +31,7 @@ logger = logging.getLogger("bench")
 PG_SERVER = os.environ.get("DBOSIFY_BENCH_POSTGRES_SERVER", "postgresql://postgres@127.0.0.1:5432")
 PG_DATABASE = "dbosify_bench"
 BACKENDS = ("sqlite", "postgres")
-WORKLOADS = ("W1", "W2", "W3", "N1", "N2")
+WORKLOADS = ("W1", "W2", "W3", "N1", "N2", "C1")
 WORKLOAD_TIMEOUT_S = 180.0
 
 W1_TARGET_RATIO = 2.0
@@ -50,7 +50,7 @@ def emit(line: dict[str, Any]) -> None:
 
 def skipped_lines(backend: str, workloads: list[str], reason: str) -> list[dict[str, Any]]:
     names = [n for w in workloads for n in (w, f"{w}_floor")
-             if n != "W3_floor" and not n.startswith("N")]
+             if n not in ("W3_floor", "C1_floor") and not n.startswith("N")]
     return [{"workload": n, "backend": backend, "n": 0, "skipped": reason, "target": None,
              "met": None} for n in names]
 
@@ -429,6 +429,10 @@ async def run_backend(backend: str, url: str, args: argparse.Namespace) -> int:
         emit({"workload": ",".join(args.workloads), "backend": backend, "n": 0,
               "error": f"{type(err).__name__}: {err}", "target": None, "met": False})
         return 1
+    if "C1" in args.workloads:
+        from bench._cli import cli_lines
+
+        lines += cli_lines(backend)
     for line in lines:
         emit(line)
     return 0
@@ -459,7 +463,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=(*BACKENDS, "all"), default="all")
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
-                        help="comma-separated subset of W1,W2,W3,N1,N2")
+                        help="comma-separated subset of W1,W2,W3,N1,N2,C1")
     parser.add_argument("--n1", type=int, default=200, help="W1 runs (default 200)")
     parser.add_argument("--n2", type=int, default=500, help="W2 concurrent runs (default 500)")
     parser.add_argument("--n3", type=int, default=100, help="W3 round trips (default 100)")
