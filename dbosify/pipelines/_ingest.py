@@ -206,13 +206,16 @@ async def ingest_batch(request: BatchRequest) -> BatchResult:
 def _ingest_batch(cls: type[IncrementalIngest], request: BatchRequest) -> BatchResult:
     batch = cls.source.read(request.cursor, cls.batch_size)
     emptying = request.first and cls.write_disposition == "replace"
-    if not batch.rows and batch.cursor == request.cursor and not emptying:
+    if batch.count == 0 and batch.cursor == request.cursor and not emptying:
         # Nothing new: recording it would make the next run skip rows that arrive later.
         return BatchResult(0, request.cursor, True)
+    # CSV lines as the file holds them go to a sink that bulk-loads them as they are.
+    raw = batch.raw if cls.sink.accepts_raw_csv and cls.write_disposition != "merge" else None
     written = cls.sink.write(BatchWrite(
         pipeline=cls.name_in_sink(), load_id=request.load_id, cursor_from=request.cursor,
-        cursor_to=batch.cursor, rows=batch.rows, disposition=cls.write_disposition,
-        primary_key=tuple(cls.primary_key), first=request.first))
+        cursor_to=batch.cursor, rows=[] if raw is not None else batch.rows,
+        disposition=cls.write_disposition, primary_key=tuple(cls.primary_key),
+        first=request.first, raw=raw))
     if written.already:
         # Committed by an earlier attempt: its end cursor is the truth (the source may have
         # grown since, and those rows belong to the next batch).

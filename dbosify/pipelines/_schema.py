@@ -15,17 +15,21 @@ Row = dict[str, Any]
 
 Schema = dict[str, str]
 """Column name to logical type, in column order. Types: ``bigint``, ``double``, ``boolean``,
-``text``, ``timestamp``, ``date``, ``json``."""
+``text``, ``timestamp``, ``date``, ``json``, and ``null`` for a column whose values were all
+null so far (it fits any column; a new table makes it ``text``)."""
+
+TYPES = ("bigint", "double", "boolean", "text", "timestamp", "date", "json")
 
 # Which logical types a column of a given type accepts (a widening, never a narrowing).
 _ACCEPTS: dict[str, frozenset[str]] = {
-    "bigint": frozenset({"bigint"}),
-    "double": frozenset({"double", "bigint"}),
-    "boolean": frozenset({"boolean"}),
-    "text": frozenset({"text"}),
-    "timestamp": frozenset({"timestamp"}),
-    "date": frozenset({"date"}),
-    "json": frozenset({"json"}),
+    "bigint": frozenset({"bigint", "null"}),
+    "double": frozenset({"double", "bigint", "null"}),
+    "boolean": frozenset({"boolean", "null"}),
+    "text": frozenset({"text", "null"}),
+    "timestamp": frozenset({"timestamp", "null"}),
+    "date": frozenset({"date", "null"}),
+    "json": frozenset({"json", "null"}),
+    "null": frozenset({*TYPES, "null"}),
 }
 
 
@@ -63,7 +67,7 @@ def value_type(value: Any) -> str | None:
 def infer(rows: Iterable[Mapping[str, Any]], where: str = "the batch") -> Schema:
     """The columns of ``rows`` with their types, in first-seen order. A column holding two
     incompatible types (say numbers and strings) is a :class:`SchemaConflictError`; integers
-    and floats together make ``double``. A column whose values are all null is ``text``."""
+    and floats together make ``double``. A column whose values are all null is ``null``."""
     schema: dict[str, str | None] = {}
     for row in rows:
         for column, value in row.items():
@@ -73,7 +77,7 @@ def infer(rows: Iterable[Mapping[str, Any]], where: str = "the batch") -> Schema
                 schema[column] = kind
             elif kind is not None and kind != known:
                 schema[column] = _widen(column, known, kind, where)
-    return {c: (t or "text") for c, t in schema.items()}
+    return {c: (t or "null") for c, t in schema.items()}
 
 
 def _widen(column: str, a: str, b: str, where: str) -> str:
@@ -93,7 +97,7 @@ def evolve(existing: Mapping[str, str], batch: Mapping[str, str], sink: str) -> 
         have = existing.get(column)
         if have is None:
             new.append(column)
-        elif kind not in _ACCEPTS.get(have, frozenset({have})):
+        elif kind not in _ACCEPTS.get(have, frozenset({have, "null"})):
             raise SchemaConflictError(
                 f"column {column!r} of {sink} is {have}, but the batch brings {kind} values: "
                 f"convert the column in the source, or write to a new table; nothing of this "
@@ -103,8 +107,8 @@ def evolve(existing: Mapping[str, str], batch: Mapping[str, str], sink: str) -> 
 
 def normalise(value: Any, kind: str) -> Any:
     """A value ready for a driver: JSON for ``json`` columns, floats for ``double``."""
-    if value is None:
-        return None
+    if value is None or kind == "null":
+        return value
     if kind == "json":
         return json.dumps(value, default=str)
     if kind == "double" and not isinstance(value, float):

@@ -1,7 +1,7 @@
 """Sinks: where an ingest writes its batches, each write idempotent.
 
-Every sink records the batches it committed (pipeline, load, the cursor the batch started
-from, where it ended) together with the rows, in one transaction (or, for files, by naming the
+Every sink records the batches it committed (pipeline, table, load, the cursor the batch
+started from, where it ended) together with the rows, in one transaction (or, for files, by naming the
 batch's file after it). A batch written again after a crash finds its record and writes
 nothing, so no row is written twice; the next run of an incremental pipeline starts from the
 last recorded cursor.
@@ -22,7 +22,15 @@ from typing import Any, Literal
 
 from temporalio.exceptions import ApplicationError
 
-from dbosify.pipelines._schema import Row, Schema, evolve, infer, normalise
+from dbosify.pipelines._schema import (
+    Row,
+    Schema,
+    SchemaConflictError,
+    evolve,
+    infer,
+    normalise,
+)
+from dbosify.pipelines._sources import RawCsv
 
 WriteDisposition = Literal["append", "replace", "merge"]
 """``append`` adds the rows; ``replace`` makes the run's rows the table's whole content (its
@@ -47,6 +55,12 @@ class BatchWrite:
     primary_key: Sequence[str] = ()
     first: bool = False
     """The first batch of its load (``replace`` empties the table then)."""
+    raw: RawCsv | None = None
+    """The batch as CSV lines (then ``rows`` is empty), for a sink that ``accepts_raw_csv``."""
+
+    @property
+    def count(self) -> int:
+        return self.raw.count if self.raw is not None else len(self.rows)
 
     @property
     def key(self) -> str:
@@ -69,6 +83,8 @@ class Sink(ABC):
     (pipeline, load_id, cursor_from) and ``last_cursor`` must answer from the same records."""
 
     supports_merge: bool = True
+    accepts_raw_csv: bool = False
+    """Whether ``write`` takes a batch as raw CSV lines (``BatchWrite.raw``)."""
 
     @abstractmethod
     def write(self, batch: BatchWrite) -> Written:
@@ -111,7 +127,8 @@ def _check_key(batch: BatchWrite, where: str) -> None:
 # Postgres ---------------------------------------------------------------------------------------
 
 _PG_TYPES = {"bigint": "bigint", "double": "double precision", "boolean": "boolean",
-             "text": "text", "timestamp": "timestamp", "date": "date", "json": "jsonb"}
+             "text": "text", "timestamp": "timestamp", "date": "date", "json": "jsonb",
+             "null": "text"}
 _PG_BACK = {"bigint": "bigint", "integer": "bigint", "smallint": "bigint",
             "double precision": "double", "real": "double", "numeric": "double",
             "boolean": "boolean", "text": "text", "character varying": "text",
@@ -132,6 +149,7 @@ class PostgresTable(Sink):
     url: str
     table: str
     schema: str = "public"
+    accepts_raw_csv = True
 
     def _connect(self) -> Any:
         import psycopg
@@ -151,10 +169,10 @@ class PostgresTable(Sink):
     def _ensure_ledger(self, conn: Any) -> None:
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {_ident(self.schema)}.{LEDGER} ("
-            "seq bigserial, pipeline text NOT NULL, load_id text NOT NULL, "
-            "cursor_from text NOT NULL, cursor_to text, row_count bigint NOT NULL, "
-            "committed_at timestamptz NOT NULL DEFAULT now(), "
-            "PRIMARY KEY (pipeline, load_id, cursor_from))")
+            "seq bigserial, pipeline text NOT NULL, table_name text NOT NULL, "
+            "load_id text NOT NULL, cursor_from text NOT NULL, cursor_to text, "
+            "row_count bigint NOT NULL, committed_at timestamptz NOT NULL DEFAULT now(), "
+            "PRIMARY KEY (pipeline, table_name, load_id, cursor_from))")
 
     def last_cursor(self, pipeline: str, load_id: str) -> tuple[bool, Any]:
         with self._connect() as conn:
@@ -163,7 +181,8 @@ class PostgresTable(Sink):
             self._ensure_ledger(conn)
             row = conn.execute(
                 f"SELECT cursor_to FROM {_ident(self.schema)}.{LEDGER} WHERE pipeline = %s "
-                "AND load_id = %s ORDER BY seq DESC LIMIT 1", (pipeline, load_id)).fetchone()
+                "AND table_name = %s AND load_id = %s ORDER BY seq DESC LIMIT 1",
+                (pipeline, self.table, load_id)).fetchone()
         return (False, None) if row is None else (True, json.loads(row[0]))
 
     def _columns(self, conn: Any) -> Schema:
@@ -176,7 +195,11 @@ class PostgresTable(Sink):
     def write(self, batch: BatchWrite) -> Written:
         where = f"Postgres table {self.schema}.{self.table}"
         _check_key(batch, where)
-        schema = infer(batch.rows, f"the batch for {where}")
+        # A raw CSV batch's types come from a sample; Postgres checks every value as it loads.
+        sample = batch.raw.rows(1000) if batch.raw is not None else batch.rows
+        schema = infer(sample, f"the batch for {where}")
+        if batch.raw is not None:
+            schema = {c: schema.get(c, "null") for c in batch.raw.header}
         with self._connect() as conn:
             # One writer per pipeline at a time: an attempt that timed out may still be
             # running while its retry starts.
@@ -184,8 +207,8 @@ class PostgresTable(Sink):
             self._ensure_ledger(conn)
             done = conn.execute(
                 f"SELECT cursor_to, row_count FROM {_ident(self.schema)}.{LEDGER} "
-                "WHERE pipeline = %s AND load_id = %s AND cursor_from = %s",
-                (batch.pipeline, batch.load_id, batch.key)).fetchone()
+                "WHERE pipeline = %s AND table_name = %s AND load_id = %s AND cursor_from = %s",
+                (batch.pipeline, self.table, batch.load_id, batch.key)).fetchone()
             if done is not None:
                 return Written(int(done[1]), json.loads(done[0]), already=True)
             existing = self._columns(conn)
@@ -201,7 +224,9 @@ class PostgresTable(Sink):
             if batch.first and batch.disposition == "replace" and existing:
                 conn.execute(f"DELETE FROM {self._qualified}")
             rows = batch.rows
-            if rows:
+            if batch.raw is not None:
+                self._copy_raw(conn, batch.raw, where)
+            elif rows:
                 columns = list(schema)
                 if batch.disposition == "merge":
                     self._merge(conn, _dedupe(rows, batch.primary_key), columns, schema,
@@ -210,12 +235,12 @@ class PostgresTable(Sink):
                     self._copy(conn, self._qualified, rows, columns, schema)
             conn.execute(
                 f"INSERT INTO {_ident(self.schema)}.{LEDGER} "
-                "(pipeline, load_id, cursor_from, cursor_to, row_count) "
-                "VALUES (%s, %s, %s, %s, %s)",
-                (batch.pipeline, batch.load_id, batch.key,
-                 json.dumps(batch.cursor_to, default=str), len(rows)))
+                "(pipeline, table_name, load_id, cursor_from, cursor_to, row_count) "
+                "VALUES (%s, %s, %s, %s, %s, %s)",
+                (batch.pipeline, self.table, batch.load_id, batch.key,
+                 json.dumps(batch.cursor_to, default=str), batch.count))
             self.before_commit(batch)
-        return Written(len(rows), batch.cursor_to)
+        return Written(batch.count, batch.cursor_to)
 
     def before_commit(self, batch: BatchWrite) -> None:
         """Called with the batch written but not committed (a hook for tests and logging)."""
@@ -225,6 +250,20 @@ class PostgresTable(Sink):
         pk = f", PRIMARY KEY ({', '.join(_ident(k) for k in key)})" if key else ""
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(self.schema)}")
         conn.execute(f"CREATE TABLE {self._qualified} ({columns}{pk})")
+
+    def _copy_raw(self, conn: Any, raw: RawCsv, where: str) -> None:
+        import psycopg
+
+        names = ", ".join(_ident(c) for c in raw.header)
+        try:
+            with conn.cursor() as cur, cur.copy(
+                    f"COPY {self._qualified} ({names}) FROM STDIN (FORMAT csv)") as copy:
+                copy.write(raw.data)
+        except psycopg.errors.DataError as err:
+            detail = str(err).strip().splitlines()[0]
+            raise SchemaConflictError(
+                f"a value of the batch does not fit {where}: {detail}; nothing of this batch "
+                "was written and the cursor did not move") from None
 
     @staticmethod
     def _copy(conn: Any, target: str, rows: list[Row], columns: list[str],
@@ -269,8 +308,8 @@ class PostgresTable(Sink):
 # SQLite -----------------------------------------------------------------------------------------
 
 _SQLITE_TYPES = {"bigint": "BIGINT", "double": "DOUBLE", "boolean": "BOOLEAN", "text": "TEXT",
-                 "timestamp": "TIMESTAMP", "date": "DATE", "json": "JSON"}
-_SQLITE_BACK = {v: k for k, v in _SQLITE_TYPES.items()} | {
+                 "timestamp": "TIMESTAMP", "date": "DATE", "json": "JSON", "null": "TEXT"}
+_SQLITE_BACK = {v: k for k, v in _SQLITE_TYPES.items() if k != "null"} | {
     "INTEGER": "bigint", "INT": "bigint", "REAL": "double", "FLOAT": "double", "": "text",
     "VARCHAR": "text", "NUMERIC": "double"}
 
@@ -294,18 +333,19 @@ class SqliteTable(Sink):
 
     def _ensure_ledger(self, conn: sqlite3.Connection) -> None:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {LEDGER} (seq INTEGER PRIMARY KEY "
-                     "AUTOINCREMENT, pipeline TEXT NOT NULL, load_id TEXT NOT NULL, "
-                     "cursor_from TEXT NOT NULL, cursor_to TEXT, row_count INTEGER NOT NULL, "
+                     "AUTOINCREMENT, pipeline TEXT NOT NULL, table_name TEXT NOT NULL, "
+                     "load_id TEXT NOT NULL, cursor_from TEXT NOT NULL, cursor_to TEXT, "
+                     "row_count INTEGER NOT NULL, "
                      "committed_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, "
-                     "UNIQUE (pipeline, load_id, cursor_from))")
+                     "UNIQUE (pipeline, table_name, load_id, cursor_from))")
 
     def last_cursor(self, pipeline: str, load_id: str) -> tuple[bool, Any]:
         conn = self._connect()
         try:
             self._ensure_ledger(conn)
             row = conn.execute(f"SELECT cursor_to FROM {LEDGER} WHERE pipeline = ? AND "
-                               "load_id = ? ORDER BY seq DESC LIMIT 1",
-                               (pipeline, load_id)).fetchone()
+                               "table_name = ? AND load_id = ? ORDER BY seq DESC LIMIT 1",
+                               (pipeline, self.table, load_id)).fetchone()
         finally:
             conn.close()
         return (False, None) if row is None else (True, json.loads(row[0]))
@@ -336,8 +376,8 @@ class SqliteTable(Sink):
                where: str) -> Written:
         self._ensure_ledger(conn)
         done = conn.execute(f"SELECT cursor_to, row_count FROM {LEDGER} WHERE pipeline = ? "
-                            "AND load_id = ? AND cursor_from = ?",
-                            (batch.pipeline, batch.load_id, batch.key)).fetchone()
+                            "AND table_name = ? AND load_id = ? AND cursor_from = ?",
+                            (batch.pipeline, self.table, batch.load_id, batch.key)).fetchone()
         if done is not None:
             return Written(int(done[1]), json.loads(done[0]), already=True)
         table = _ident(self.table)
@@ -382,9 +422,9 @@ class SqliteTable(Sink):
                     f"{list(batch.primary_key)}: add one (merge upserts by it), or let the "
                     "pipeline create the table", type="SinkSchema", non_retryable=True
                 ) from None
-        conn.execute(f"INSERT INTO {LEDGER} (pipeline, load_id, cursor_from, cursor_to, "
-                     "row_count) VALUES (?, ?, ?, ?, ?)",
-                     (batch.pipeline, batch.load_id, batch.key,
+        conn.execute(f"INSERT INTO {LEDGER} (pipeline, table_name, load_id, cursor_from, "
+                     "cursor_to, row_count) VALUES (?, ?, ?, ?, ?, ?)",
+                     (batch.pipeline, self.table, batch.load_id, batch.key,
                       json.dumps(batch.cursor_to, default=str), len(rows)))
         return Written(len(rows), batch.cursor_to)
 
@@ -445,8 +485,10 @@ class _FileSink(Sink):
         where = self.describe()
         schema = infer(batch.rows, f"the batch for {where}")
         known: dict[str, str] = state["schema"].get(batch.pipeline, {})
-        for column in evolve(known, schema, where):
-            known[column] = schema[column]
+        evolve(known, schema, where)
+        for column, kind in schema.items():
+            if known.get(column, "null") == "null":
+                known[column] = kind
         digest = hashlib.sha1(ident.encode()).hexdigest()[:16]
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in batch.pipeline)
         if batch.first and batch.disposition == "replace":
@@ -529,8 +571,10 @@ class DataFrameSink(Sink):
                 return Written(rows, cursor, already=True)
             _check_key(batch, self.describe())
             schema = infer(batch.rows, f"the batch for {self.describe()}")
-            for column in evolve(self._schema, schema, self.describe()):
-                self._schema[column] = schema[column]
+            evolve(self._schema, schema, self.describe())
+            for column, kind in schema.items():
+                if self._schema.get(column, "null") == "null":
+                    self._schema[column] = kind
             if batch.first and batch.disposition == "replace":
                 self._rows.clear()
             if batch.disposition == "merge":

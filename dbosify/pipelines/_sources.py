@@ -26,14 +26,42 @@ from dbosify.pipelines._schema import Row
 
 
 @dataclass
-class Batch:
-    """What one read returned."""
+class RawCsv:
+    """A batch of CSV rows as the file holds them (header apart), so a Postgres sink can
+    ``COPY`` them as they are rather than row by row. Only made when Postgres would read every
+    value as :class:`FileFolder` does (no quoted fields, conversions ``int``/``float``/``str``)."""
 
-    rows: list[Row]
-    cursor: Any
-    """Where the next read starts (JSON)."""
-    done: bool
-    """True when the source had nothing more after these rows (for now)."""
+    header: list[str]
+    data: bytes
+    count: int
+    types: Mapping[str, Callable[[str], Any]]
+
+    def rows(self, limit: int | None = None) -> list[Row]:
+        """The rows (the first ``limit`` of them), as FileFolder reads them."""
+        lines = self.data.decode("utf-8").splitlines()
+        return _csv_rows(self.header, csv.reader(lines[:limit]), self.types, None)
+
+
+class Batch:
+    """What one read returned: the rows, where the next read starts (``cursor``, a JSON value)
+    and whether the source had nothing more after them for now (``done``)."""
+
+    def __init__(self, rows: list[Row] | None, cursor: Any, done: bool,
+                 raw: RawCsv | None = None) -> None:
+        self._rows = rows
+        self.cursor = cursor
+        self.done = done
+        self.raw = raw
+
+    @property
+    def rows(self) -> list[Row]:
+        if self._rows is None:
+            self._rows = self.raw.rows() if self.raw is not None else []
+        return self._rows
+
+    @property
+    def count(self) -> int:
+        return self.raw.count if self._rows is None and self.raw is not None else len(self.rows)
 
 
 class Source(ABC):
@@ -154,6 +182,7 @@ class FileFolder(Source):
         offset = int(cursor["offset"]) if cursor else 0
         complete = bool(cursor["complete"]) if cursor else False
         rows: list[Row] = []
+        raw: RawCsv | None = None
         for file_key, path in self._files():
             if key is not None and file_key < key:
                 continue
@@ -163,6 +192,12 @@ class FileFolder(Source):
                 start = offset
             else:
                 start = 0
+            if not rows and self._raw_ok():
+                raw, end, finished = self._read_raw(path, start, batch_size)
+                if raw is not None:
+                    # A raw batch comes from one file (its header describes every line).
+                    key, offset, complete = file_key, end, finished
+                    break
             got, end, finished = self._read_file(path, start, batch_size - len(rows))
             rows.extend(got)
             key, offset, complete = file_key, end, finished
@@ -170,8 +205,38 @@ class FileFolder(Source):
                 break
         new_cursor = None if key is None else {"key": key, "offset": offset,
                                                "complete": complete}
+        if raw is not None:
+            more = raw.count >= batch_size or not complete
+            return Batch(None, new_cursor, not (more or self._after(key)), raw)
         more = len(rows) >= batch_size
         return Batch(rows, new_cursor, not more)
+
+    def _after(self, key: list[Any] | None) -> bool:
+        """Whether a file sorts after ``key``."""
+        return any(key is None or k > key for k, _ in self._files())
+
+    def _raw_ok(self) -> bool:
+        return self._format() == "csv" and all(t in (int, float, str)
+                                               for t in self.types.values())
+
+    def _read_raw(self, path: Path, start: int, limit: int) -> tuple[RawCsv | None, int, bool]:
+        """Up to ``limit`` lines from ``start`` as a RawCsv, or None when a line holds a quote
+        (a quoted field may span lines: the rows are parsed instead)."""
+        with path.open("rb") as handle:
+            header_line = handle.readline()
+            header = next(csv.reader([header_line.decode("utf-8-sig")]), [])
+            position = max(start, len(header_line))
+            handle.seek(position)
+            lines = list(islice(handle, limit))
+            data = b"".join(lines)
+            if b'"' in data or (lines and not lines[-1].endswith(b"\n") and handle.read(1)):
+                return None, start, False
+            finished = len(lines) < limit or handle.read(1) == b""
+        count = sum(1 for line in lines if line.strip())
+        if count != len(lines):
+            data = b"".join(line for line in lines if line.strip())
+        return RawCsv(header, data, count, dict(self.types)), position + sum(map(len, lines)), \
+            finished
 
     def _read_file(self, path: Path, start: int, limit: int) -> tuple[list[Row], int, bool]:
         """Up to ``limit`` rows from ``start`` (a byte offset; a row number for Parquet): the
@@ -204,21 +269,34 @@ class FileFolder(Source):
                 position += len(line)
                 yield line.decode("utf-8")
 
-        reader = csv.reader(lines())
-        types = self.types
-        rows: list[Row] = []
-        for values in islice(reader, limit):
-            row = {c: (v if v != "" else None) for c, v in zip(header, values, strict=False)}
-            for column, convert in types.items():
-                value = row.get(column)
-                if value is not None:
-                    row[column] = convert(value)
-            rows.append(row)
+        rows = _csv_rows(header, csv.reader(lines()), self.types, limit)
         finished = len(rows) < limit or handle.read(1) == b""
         return rows, position, finished
 
     def describe(self) -> str:
         return f"files {self.pattern} in {self.path}"
+
+
+def _csv_rows(header: list[str], reader: Iterator[list[str]],
+              types: Mapping[str, Callable[[str], Any]], limit: int | None) -> list[Row]:
+    rows: list[Row] = []
+    for values in islice(reader, limit):
+        if not values:
+            continue
+        row = {c: (v if v != "" else None) for c, v in zip(header, values, strict=False)}
+        for column, convert in types.items():
+            value = row.get(column)
+            if value is not None:
+                try:
+                    row[column] = convert(value)
+                except ValueError as err:
+                    raise ApplicationError(
+                        f"column {column!r}: cannot convert {value!r} with "
+                        f"{getattr(convert, '__name__', convert)} ({err}); fix the file or "
+                        "the source's types", type="SchemaConflict", non_retryable=True
+                    ) from None
+        rows.append(row)
+    return rows
 
 
 def _read_jsonl(handle: IO[bytes], start: int, limit: int) -> tuple[list[Row], int, bool]:
@@ -365,5 +443,13 @@ def _native(value: Any) -> Any:
     return value
 
 
-__all__ = ["Batch", "DataFrameSource", "FileFolder", "HttpJson", "IterableSource", "Source",
-           "SqlQuery"]
+__all__ = [
+    "Batch",
+    "DataFrameSource",
+    "FileFolder",
+    "HttpJson",
+    "IterableSource",
+    "RawCsv",
+    "Source",
+    "SqlQuery",
+]
