@@ -51,11 +51,15 @@ def run_rows(database_url: str | None, query: str | None, limit: int,
         referenced_attributes,
     )
 
+    try:
+        # Parsed before the database is opened: a mistyped query creates no embedded file.
+        names = referenced_attributes(query or "")
+    except VisibilityQueryError as err:
+        raise usage(f"query {query!r}: {err}") from None
     engine = open_engine(database(database_url))
     try:
         with engine.connect() as conn:
             try:
-                names = referenced_attributes(query or "")
                 sat = t.search_attributes
                 types: dict[str, str] = {}
                 if names:

@@ -26,7 +26,7 @@ async def test_start_wait_result_runs_show(database: str, served: Client) -> Non
 
     out = await ainvoke("runs", "--database", database)
     assert out.exit_code == 0
-    header, rule, row = out.stdout.splitlines()
+    header, _rule, row = out.stdout.splitlines()
     assert header.split() == ["STATUS", "TYPE", "ID", "START", "CLOSE", "DURATION", "TASK_QUEUE"]
     assert row.split()[:3] == ["COMPLETED", "Greet", "g1"]
 

@@ -43,6 +43,7 @@ def test_unreachable_database_is_one_line_exit_1(args: tuple[str, ...]) -> None:
 def test_usage_mistakes_exit_2(args: tuple[str, ...], line: str, tmp_path: Path) -> None:
     out = invoke(*args)
     assert (out.exit_code, out.stderr, out.stdout) == (2, line + "\n", "")
+    assert not (tmp_path / ".dbosify").exists()  # nothing written
 
 
 def test_task_queue_and_database_from_pyproject(tmp_path: Path) -> None:
