@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import shlex
 import sys
 from collections.abc import Callable, Mapping
@@ -227,12 +228,16 @@ class DbosifyMagics(Magics):
     def _query(self, rest: str) -> Any:
         args = self._parse("query", rest)
         values = parse_args(args.args, self._ns)
-        return self._guard(lambda: self._session().query(self._id(args.id), args.name, *values))
+        wid = self._id(args.id)
+        return self._guard(lambda: _handler_call(
+            "query", wid, lambda: self._session().query(wid, args.name, *values)))
 
     def _update(self, rest: str) -> Any:
         args = self._parse("update", rest)
         values = parse_args(args.args, self._ns)
-        return self._guard(lambda: self._session().update(self._id(args.id), args.name, *values))
+        wid = self._id(args.id)
+        return self._guard(lambda: _handler_call(
+            "update", wid, lambda: self._session().update(wid, args.name, *values)))
 
     def _cancel(self, rest: str) -> None:
         args = self._parse("cancel", rest)
@@ -290,6 +295,33 @@ class DbosifyMagics(Magics):
         handle = session.handle(wid)
         session.run(handle.describe())  # An unknown id is a usage mistake, said here.
         return handle
+
+
+# temporalio's words when a workflow has no handler of the name (its RuntimeError, which
+# reaches the client as the failure's message).
+_NO_HANDLER = re.compile(r"(?:Update|Query) handler for '(?P<name>.*?)' expected but not found"
+                         r".*known (?:updates|queries): \[(?P<known>[^\]]*)\]", re.S)
+
+
+def _handler_call(kind: str, workflow_id: str, fn: Callable[[], Any]) -> Any:
+    """Call ``fn`` (a query or an update); a workflow with no handler of that name is a usage
+    mistake, said in one line with the names it has."""
+    try:
+        return fn()
+    except (temporalio.client.WorkflowUpdateFailedError,
+            temporalio.client.WorkflowQueryFailedError) as err:
+        message = err.message if isinstance(err, temporalio.client.WorkflowQueryFailedError) \
+            else str(getattr(err.cause, "message", ""))
+        found = _NO_HANDLER.search(message)
+        if found is None:
+            if isinstance(err, temporalio.client.WorkflowQueryFailedError):
+                # A query that failed for another reason: its message is the whole story.
+                raise UsageError(f"%workflow query: {message.splitlines()[0]}") from None
+            raise
+        known = ", ".join(found["known"].split()) or "none"
+        plural = "updates" if kind == "update" else "queries"
+        raise UsageError(f"%workflow {kind}: workflow {workflow_id!r} has no {kind} handler "
+                         f"{found['name']!r} (its {plural}: {known})") from None
 
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:

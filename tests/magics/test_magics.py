@@ -216,3 +216,22 @@ def test_load_ext_with_a_bad_database_says_so_in_one_line(
             shell, "%dbosify connect mysql://nowhere/db", capsys)
     finally:
         shell.run_line_magic("unload_ext", "dbosify.magics")
+
+
+def test_unknown_update_query_and_signal_names_are_one_line(
+        ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    _cell(ip, COUNTER)
+    ip.run_line_magic("workflow", "start Counter 1 --id u1")
+    _wait_for(lambda: ip.run_line_magic("workflow", "query u1 waiting") is True)
+    err = _usage_error(ip, "%workflow update u1 nope 1", capsys)
+    assert "nope" in err and "update" in err, err
+    err = _usage_error(ip, "%workflow query u1 nope", capsys)
+    assert "nope" in err and "query" in err, err
+    # Temporal accepts a signal of any name (it waits in the history for a handler), so the
+    # magic sends it and says the workflow has no such handler yet.
+    capsys.readouterr()
+    ip.run_line_magic("workflow", "signal u1 nope")
+    out = capsys.readouterr()
+    assert "dbosify: signal 'nope' sent to 'u1'" in out.out
+    assert "Traceback" not in out.err
+    ip.run_line_magic("workflow", "terminate u1")
