@@ -12,7 +12,6 @@ import os
 import sys
 from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -210,24 +209,28 @@ def _default(value: Any) -> Any:
     raise TypeError
 
 
-@dataclass
 class Progress:
-    """A progress bar on stderr when it is a terminal; silent otherwise (pipes, tests)."""
+    """A progress bar on stderr while a long command works, when stderr is a terminal (silent
+    in pipes and tests). Its length may be given late: ``step(done, total)``."""
 
-    label: str
-    length: int
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._bar: Any = None
+        self._done = 0
+
+    def step(self, done: int, total: int) -> None:
+        """``done`` of ``total`` steps are finished."""
+        if not sys.stderr.isatty():
+            return
+        if self._bar is None:
+            self._bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self._bar.__enter__()
+        self._bar.length = total
+        self._bar.update(done - self._done)
+        self._done = done
 
     def __enter__(self) -> Progress:
-        self._bar: Any = None
-        if sys.stderr.isatty():
-            self._bar = click.progressbar(length=self.length, label=self.label, file=sys.stderr)
-            self._bar.__enter__()
         return self
-
-    def update(self, steps: int = 1) -> None:
-        """Advance the bar."""
-        if self._bar is not None:
-            self._bar.update(steps)
 
     def __exit__(self, *exc: Any) -> None:
         if self._bar is not None:

@@ -112,9 +112,10 @@ def promote(notebook: str, cron: str | None, every: str | None, workflow_type: s
     if cron and every:
         raise c.usage("give --schedule or --every, not both")
     try:
-        report = promote_notebook(notebook, cron=cron, every=every, workflow=workflow_type,
-                                  args_json=args_json, task_queue=c.task_queue(task_queue),
-                                  output=output, database=database)
+        with c.Progress(f"promoting {notebook}") as progress:
+            report = promote_notebook(notebook, cron=cron, every=every, workflow=workflow_type,
+                                      args_json=args_json, task_queue=c.task_queue(task_queue),
+                                      output=output, database=database, progress=progress.step)
     except PromotionError as err:
         raise c.CommandError(str(err), err.exit_code) from None
     for line in report.lines():

@@ -9,13 +9,21 @@ holds them equal.
 
 from __future__ import annotations
 
+import sys
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from dbosify.cli._common import CommandError, data_converter, database, run, usage
+from dbosify.cli._common import (
+    CommandError,
+    Progress,
+    data_converter,
+    database,
+    run,
+    usage,
+)
 
 if TYPE_CHECKING:
     from temporalio.api.history.v1 import HistoryEvent
@@ -130,7 +138,10 @@ def result(database_url: str | None, workflow_id: str, run_id: str, timeout: flo
     from dbosify._store._store import RUNNING
 
     engine = open_engine(database(database_url))
-    deadline = None if timeout is None else time.monotonic() + timeout
+    began = time.monotonic()
+    deadline = None if timeout is None else began + timeout
+    waiting = Progress(f"waiting for {workflow_id}")
+    told = False
     try:
         while True:
             with engine.connect() as conn:
@@ -154,8 +165,15 @@ def result(database_url: str | None, workflow_id: str, run_id: str, timeout: flo
             if deadline is not None and time.monotonic() >= deadline:
                 raise CommandError(f"workflow {workflow_id!r} is still running after "
                                    f"{timeout:g}s")
+            if timeout:
+                waiting.step(int((time.monotonic() - began) * 10), int(timeout * 10))
+            elif not told and sys.stderr.isatty():
+                told = True
+                print(f"waiting for {workflow_id!r} (Ctrl-C stops waiting, not the run)",
+                      file=sys.stderr)
             time.sleep(0.1)
     finally:
+        waiting.__exit__(None, None, None)
         engine.dispose()
 
 

@@ -98,7 +98,7 @@ def _shown(path: Path) -> str:
     return resolved.as_posix()
 
 
-def _cell_definitions(nb: NotebookSource, task_queue: str
+def _cell_definitions(nb: NotebookSource, task_queue: str, advance: Callable[[], None]
                       ) -> tuple[dict[str, tuple[int, type]], dict[str, int]]:
     """Workflow type -> (cell, class) and activity name -> cell, over all cells; two cells
     defining one name is an error (the module could hold only one of them)."""
@@ -132,6 +132,7 @@ def _cell_definitions(nb: NotebookSource, task_queue: str
                 raise PromotionError(f"cells {activities[name]} and {cell.index} both define "
                                      f"activity {name!r}: a module holds one; keep one cell")
             activities[name] = cell.index
+        advance()
     return workflows, activities
 
 
@@ -280,12 +281,24 @@ def promote_notebook(notebook: str | Path, *, cron: str | None = None,
                      every: str | None = None, workflow: str | None = None,
                      args_json: str | None = None, task_queue: str = "dbosify",
                      output: str | Path | None = None, database: str | None = None,
-                     progress: Callable[[], Any] | None = None) -> Promotion:
+                     progress: Callable[[int, int], Any] | None = None) -> Promotion:
     """Promote ``notebook`` (see the module docstring). Everything is checked before anything
     is written: a bad notebook, cron string, argument list or an unreachable database raises
-    :class:`PromotionError` and leaves files and schedules as they were."""
+    :class:`PromotionError` and leaves files and schedules as they were.
+
+    ``progress(done, total)`` is called as steps finish (reading, each cell imported, the
+    module checked, the files and the schedule written).
+    """
     path = Path(notebook)
     nb = read_notebook(path)
+    steps = [0, len(nb.cells) + 3 + (1 if cron is not None or every is not None else 0)]
+
+    def advance() -> None:
+        steps[0] += 1
+        if progress is not None:
+            progress(*steps)
+
+    advance()
     schedule: dict[str, str] | None = None
     if cron is not None and every is not None:
         raise PromotionError("give --schedule or --every, not both")
@@ -295,7 +308,7 @@ def promote_notebook(notebook: str | Path, *, cron: str | None = None,
     elif every is not None:
         parse_every(every)
         schedule = {"every": every.strip()}
-    found, acts = _cell_definitions(nb, task_queue)
+    found, acts = _cell_definitions(nb, task_queue, advance)
     workflows = sorted(found)
     activities = sorted(acts)
     if workflow is not None and workflow not in found:
@@ -330,14 +343,16 @@ def promote_notebook(notebook: str | Path, *, cron: str | None = None,
     module_text = render_module(nb, shown_notebook, shown_module, workflows, activities,
                                 workflow, args, task_queue, schedule_id, schedule)
     _check_module(module_text, workflows, activities)
+    advance()
     readme = render_readme(stem, shown_notebook, shown_module, workflows, workflow, args,
                            task_queue, schedule_id, schedule)
     promotion = Promotion(path, out_dir, module_text, readme, workflows, activities, workflow,
                           args, task_queue, schedule_id, schedule)
     if schedule is None:
         _write(promotion)
+        advance()
         return promotion
-    asyncio.run(_with_schedule(promotion, database))
+    asyncio.run(_with_schedule(promotion, database, advance))
     return promotion
 
 
@@ -360,7 +375,8 @@ def fingerprint(promotion: Promotion) -> str:
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
-async def _with_schedule(promotion: Promotion, database: str | None) -> None:
+async def _with_schedule(promotion: Promotion, database: str | None,
+                         advance: Callable[[], None]) -> None:
     import temporalio.client
     import temporalio.converter
 
@@ -375,6 +391,7 @@ async def _with_schedule(promotion: Promotion, database: str | None) -> None:
     try:
         # The database answers: now write, then create or update the schedule.
         _write(promotion)
+        advance()
         assert promotion.schedule is not None and promotion.workflow is not None
         kind, value = next(iter(promotion.schedule.items()))
         spec = temporalio.client.ScheduleSpec(cron_expressions=[value]) if kind == "cron" \
@@ -415,4 +432,5 @@ async def _with_schedule(promotion: Promotion, database: str | None) -> None:
         await handle.update(updated)
         promotion.schedule_outcome = "updated"
     finally:
+        advance()
         await client.close()
