@@ -469,7 +469,18 @@ class Process(ProcessMessaging):
             return
         status = await DBOS.get_workflow_status_async(run_id)
         if status is None:
-            await self.start_run(run_id)
+            # No DBOS workflow: the run has had no workflow task yet. Temporal assigns a build
+            # id at the first one, so an unversioned run (started while no versioned worker
+            # existed) is pinned to the version of the worker here that will drive it.
+            row = await self.db_call(self.store.get_run_by_id, run_id)
+            if row is not None and row.build_id is None:
+                build_id = self.start_build_id(row.task_queue, row.workflow_type)
+                if build_id is not None:
+                    row = await self.db_call(self.store.pin_run_build, run_id, build_id,
+                                             self.executor_id)
+                    if row is None:
+                        return  # No longer this process's (terminated, given back).
+            await self.start_run(run_id, row)
         elif status.status in ("PENDING", "ENQUEUED", "CANCELLED",
                                "MAX_RECOVERY_ATTEMPTS_EXCEEDED"):
             # The run is RUNNING for dbosify: whatever stopped its DBOS workflow, it goes on.

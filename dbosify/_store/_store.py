@@ -233,6 +233,19 @@ class Store:
                              .values(owner=owner))
             return ids
 
+    def pin_run_build(self, run_id: str, build_id: str, owner: str) -> sa.Row[Any] | None:
+        """Pin an unversioned run that ``owner`` holds and that has had no workflow task yet
+        to ``build_id`` (Temporal assigns a build id at a run's first workflow task); the run's
+        row as it then is (None: no such running run of ``owner``)."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(t.runs).where(
+                t.runs.c.run_id == run_id, t.runs.c.owner == owner,
+                t.runs.c.status == RUNNING, t.runs.c.build_id.is_(None))
+                .values(build_id=build_id))
+            return conn.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id,
+                                                        t.runs.c.owner == owner,
+                                                        t.runs.c.status == RUNNING)).first()
+
     def take_over_runs(self, task_queues: Iterable[str], dead_owners: Sequence[str],
                        owner: str, builds: Sequence[tuple[str, str]] = ()) -> list[str]:
         """Move the running runs of dead processes, on these task queues, to ``owner`` (a run
