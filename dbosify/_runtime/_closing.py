@@ -16,8 +16,10 @@ from temporalio.bridge.proto.workflow_commands import (
 )
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 
+from dbosify._runtime._child_close import notify_parent_of
 from dbosify._runtime._records import CloseRecords
 from dbosify._runtime._retry import decide_retry
+from dbosify._runtime._run_children import has_close_followups, write_close_followups
 from dbosify._runtime._scheduler import cron_continuation
 from dbosify._runtime._starting import start_run
 from dbosify.history._events import close_event_from_completion
@@ -159,7 +161,8 @@ class Closer:
 
         def write() -> bool:
             store = process.store
-            one_statement = new_request is None and not drop_tasks
+            followups = has_close_followups(driver)
+            one_statement = new_request is None and not drop_tasks and not followups
             with store.transaction(one_statement=one_statement) as conn:
                 closed = store.close_run(driver.run_id, status, data, at_ms,
                                          driver.history_length, conn=conn,
@@ -168,17 +171,24 @@ class Closer:
                     start_run(store, new_request, owner=owner, apply_policies=False,
                               run_id=new_run_id, first_execution_run_id=row.first_execution_run_id,
                               continued_from_run_id=driver.run_id, attempt=attempt, conn=conn,
-                              build_id=build_id)
+                              build_id=build_id, parent_workflow_id=row.parent_workflow_id,
+                              parent_run_id=row.parent_run_id)
+                if closed and followups:
+                    to_wake.extend(write_close_followups(store, conn, driver, data,
+                                                         new_request is None, process.identity))
                 if drop_tasks:
                     store.drop_activity_tasks(driver.run_id, conn=conn)
                 return closed
 
+        to_wake: list[str] = []  # A parent, children (see _run_children).
         process.closing_here.add(driver.run_id)
         try:
             closed = await process.db_call(write)
             process.notify_closed(driver.run_id, data)
         finally:
             process.closing_here.discard(driver.run_id)
+        for run_id in to_wake:
+            process.wake_run(run_id)
         if closed and owner is not None and new_run_id is not None:
             try:
                 await process.start_run(new_run_id)
@@ -196,8 +206,16 @@ class Closer:
         """Close a run with an event the engine made (a timeout)."""
         process = self.process
         data = event.SerializeToString()
-        await process.db_call(process.store.close_run, run_id,
-                              STATUS_OF_CLOSE_EVENT[event.event_type], data, at_ms,
-                              history_length)
+
+        def write() -> str | None:
+            with process.store.engine.begin() as conn:
+                if not process.store.close_run(run_id, STATUS_OF_CLOSE_EVENT[event.event_type],
+                                               data, at_ms, history_length, conn=conn):
+                    return None
+                return notify_parent_of(process.store, conn, run_id, data)
+
+        parent = await process.db_call(write)
         process.notify_closed(run_id, data)
+        if parent is not None:
+            process.wake_run(parent)
         await process.db_call(process.store.drop_activity_tasks, run_id)

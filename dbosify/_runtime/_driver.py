@@ -49,6 +49,7 @@ from dbosify._runtime._records import (
     task_completions,
 )
 from dbosify._runtime._run_activities import ActivityState, RunActivities
+from dbosify._runtime._run_children import ChildState, RunChildren
 from dbosify._runtime._run_messages import RunMessages
 from dbosify._runtime._run_waiting import RunWaiting
 from dbosify._store._store import now_ms
@@ -67,7 +68,7 @@ _CLOSE_RETRY_FIRST_S = 0.5
 _CLOSE_RETRY_MAX_S = 30.0
 
 
-class RunDriver(RunWaiting, RunActivities, RunMessages):
+class RunDriver(RunWaiting, RunActivities, RunMessages, RunChildren):
     """Runs one workflow run in this process."""
 
     def __init__(self, process: Process, run_id: str, *, recovering: bool,
@@ -103,6 +104,7 @@ class RunDriver(RunWaiting, RunActivities, RunMessages):
         self.update_inbox_ids: dict[str, int] = {}  # Update id -> its inbox event's id.
         self.external: dict[tuple[str, int], WorkflowCommand] = {}
         self.external_sending: set[tuple[str, int]] = set()
+        self.children: dict[int, ChildState] = {}  # By seq: see _run_children.
         # An admitted update's completion (activated live to run its validator) and its held
         # output; the run's lock is held until it is recorded.
         self.preactivated: tuple[WorkflowActivationCompletion, HeldOutput] | None = None
@@ -335,6 +337,9 @@ class RunDriver(RunWaiting, RunActivities, RunMessages):
             elif job.HasField("resolve_request_cancel_external_workflow"):
                 self.external.pop(("request_cancel_external_workflow_execution",
                                    job.resolve_request_cancel_external_workflow.seq), None)
+            elif job.HasField("resolve_child_workflow_execution_start") or \
+                    job.HasField("resolve_child_workflow_execution"):
+                self._child_job_replayed(job)
 
     async def _apply_step(self, output: dict[str, Any],
                           live: tuple[int, WorkflowActivationCompletion | None] | None = None
@@ -545,6 +550,8 @@ class RunDriver(RunWaiting, RunActivities, RunMessages):
         elif kind in ("signal_external_workflow_execution",
                       "request_cancel_external_workflow_execution"):
             self.external[(kind, getattr(command, kind).seq)] = command
+        elif kind in ("start_child_workflow_execution", "cancel_child_workflow_execution"):
+            self._apply_child_command(command)
         elif kind in ("respond_to_query", "set_patch_marker") or kind in CLOSING_COMMANDS:
             pass
         elif kind is not None:

@@ -13,6 +13,7 @@ from temporalio.api.workflowservice.v1 import (
     RequestCancelWorkflowExecutionRequest,
     SignalWorkflowExecutionRequest,
 )
+from temporalio.bridge.proto.common import NamespacedWorkflowExecution
 from temporalio.bridge.proto.workflow_activation import (
     ResolveRequestCancelExternalWorkflow,
     ResolveSignalExternalWorkflow,
@@ -25,6 +26,7 @@ from temporalio.worker import WorkflowInstance
 
 from dbosify._runtime import _run_state as rs
 from dbosify._runtime._activities import AttemptOutcome
+from dbosify._runtime._child_close import CHILD_CLOSED
 from dbosify._runtime._commands import commands_of
 from dbosify._runtime._held_output import HeldOutput
 from dbosify._runtime._instance import activate
@@ -73,6 +75,7 @@ class RunMessages:
         def _task_failed(self, index: int, message: str, stack: str = "",
                          nondeterminism: bool = False) -> None: ...
         async def visibility_written(self) -> None: ...
+        def _on_child_closed(self, event: InboxEvent) -> None: ...
 
     # The inbox --------------------------------------------------------------------------------
 
@@ -91,6 +94,9 @@ class RunMessages:
     def _on_inbox(self, event: InboxEvent) -> dict[str, Any] | None:
         if event.kind == "terminate":
             return {"terminated": True}
+        if event.kind == CHILD_CLOSED:
+            self._on_child_closed(event)
+            return None
         if event.kind == "activity_result":
             token, outcome = rs.decode_remote_outcome(event.payload)
             parts = token.decode().split("/")
@@ -123,6 +129,12 @@ class RunMessages:
         job = WorkflowActivationJob()
         resolution: ResolveSignalExternalWorkflow | ResolveRequestCancelExternalWorkflow
         target = getattr(command, kind).workflow_execution
+        if kind == "signal_external_workflow_execution" and \
+                command.signal_external_workflow_execution.WhichOneof("target") == \
+                "child_workflow_id":
+            # A child's handle signals the child's current run.
+            target = NamespacedWorkflowExecution(
+                workflow_id=command.signal_external_workflow_execution.child_workflow_id)
         namespace = target.namespace or self.row.namespace
         if kind == "signal_external_workflow_execution":
             body = command.signal_external_workflow_execution

@@ -17,6 +17,7 @@ from temporalio.api.enums.v1 import (
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
 
+from dbosify._runtime._child_close import notify_parent_of
 from dbosify._runtime._run_state import search_attribute_rows
 from dbosify._store import _tables as t
 from dbosify._store._store import RUNNING, Store, now_ms
@@ -63,20 +64,24 @@ def start_run(store: Store, req: StartWorkflowExecutionRequest, *, owner: str | 
               first_execution_run_id: str | None = None, attempt: int = 1,
               continued_from_run_id: str | None = None,
               conn: sa.Connection | None = None, optimistic: bool = False,
-              build_id: str | None = None) -> StartedRun:
+              build_id: str | None = None, parent_workflow_id: str | None = None,
+              parent_run_id: str | None = None) -> StartedRun:
     """Create a run for ``req`` (or resolve to an existing one, per its policies).
 
     ``optimistic``: with the default policies, insert without reading first; a running run of
     the same workflow id then makes the insert fail (``sqlalchemy.exc.IntegrityError``, from
     the one-running-run index) and the caller starts again without ``optimistic``.
     ``build_id``: the worker version the run is pinned to (None: unversioned).
+    ``parent_*``: the parent run of a child workflow (and of its continuations).
     """
     if conn is None:
         with store.engine.begin() as c:
             return start_run(store, req, owner=owner, apply_policies=apply_policies,
                              run_id=run_id, first_execution_run_id=first_execution_run_id,
                              attempt=attempt, continued_from_run_id=continued_from_run_id,
-                             conn=c, build_id=build_id)
+                             conn=c, build_id=build_id,
+                             parent_workflow_id=parent_workflow_id,
+                             parent_run_id=parent_run_id)
     namespace = req.namespace or "default"
     if apply_policies and not (optimistic and _default_policies(req)):
         existing = _apply_policies(store, conn, req, namespace)
@@ -108,6 +113,10 @@ def start_run(store: Store, req: StartWorkflowExecutionRequest, *, owner: str | 
         # drive it, when one in this process serves its type.
         "build_id": build_id,
     }
+    if parent_run_id is not None:
+        # Only then: the insert of every other run keeps its one compiled form.
+        values["parent_workflow_id"] = parent_workflow_id
+        values["parent_run_id"] = parent_run_id
     store.insert_run(conn, values, search_attribute_rows(req.search_attributes))
     row = SimpleNamespace(**{c.name: None for c in t.runs.columns})
     row.__dict__.update(values, history_length=0)
@@ -178,4 +187,5 @@ def terminate_in(store: Store, conn: sa.Connection, run_id: str, reason: str,
                              event.SerializeToString(), at, 0, conn=conn)
     if closed:
         store.append_inbox(run_id, "terminate", b"", conn=conn)
+        notify_parent_of(store, conn, run_id, event.SerializeToString())
     return closed

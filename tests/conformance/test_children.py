@@ -1,0 +1,268 @@
+"""Child workflows (``workflow.start_child_workflow`` / ``execute_child_workflow``): results,
+failures with Temporal's cause chain, signals and cancels through the handle, id conflicts,
+parent close policies, children on another task queue, and the parent's history replayed by
+temporalio's ``Replayer``.
+
+Each test runs on SQLite and on Postgres through the ``client`` fixture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+
+from dbosify import workflow
+from dbosify.client import Client, WorkflowExecutionStatus
+from dbosify.common import RetryPolicy
+from dbosify.exceptions import (
+    ApplicationError,
+    CancelledError,
+    ChildWorkflowError,
+    TerminatedError,
+    WorkflowAlreadyStartedError,
+)
+from dbosify.worker import Replayer, UnsandboxedWorkflowRunner, Worker
+
+Q = "children-q"
+OTHER_Q = "children-other-q"
+
+
+@workflow.defn
+class Kid:
+    """Greets, fails on request, or waits for ``finish`` signals (a cancel ends it too)."""
+
+    def __init__(self) -> None:
+        self.finished: list[str] = []
+
+    @workflow.run
+    async def run(self, name: str, mode: str = "greet") -> str:
+        if mode == "fail":
+            raise ApplicationError(f"{name} cannot", "detail", type="KidError",
+                                   non_retryable=True)
+        if mode == "flaky":
+            if workflow.info().attempt == 1:
+                raise ApplicationError("first attempt fails")
+            return f"attempt {workflow.info().attempt}|ok"
+        if mode == "wait":
+            await workflow.wait_condition(lambda: bool(self.finished))
+            return f"{name} finished by {self.finished[0]}"
+        if mode == "continue" and not workflow.info().continued_run_id:
+            workflow.continue_as_new(args=[name + "+", "continue"])
+        return f"hello {name} from {workflow.info().task_queue}"
+
+    @workflow.signal
+    def finish(self, who: str) -> None:
+        self.finished.append(who)
+
+
+@workflow.defn
+class Parent:
+    """Runs one child in the way ``how`` says; returns what it saw."""
+
+    @workflow.run
+    async def run(self, how: str, child_id: str, mode: str = "greet",
+                  queue: str = "") -> str:
+        opts: dict[str, Any] = {"id": child_id}
+        if queue:
+            opts["task_queue"] = queue
+        if how == "execute":
+            result: str = await workflow.execute_child_workflow(Kid.run, args=["ann", mode],
+                                                                 **opts)
+            return result
+        if how == "fail":
+            try:
+                await workflow.execute_child_workflow(Kid.run, args=["bob", "fail"], **opts)
+            except ChildWorkflowError as err:
+                cause = err.cause
+                assert isinstance(cause, ApplicationError)
+                return (f"{type(err).__name__}|{err.message}|{cause.type}|{cause.message}|"
+                        f"{cause.details[0]}|{err.workflow_id}|{err.workflow_type}")
+            return "no error"
+        if how == "signal":
+            handle = await workflow.start_child_workflow(Kid.run, args=["cy", "wait"], **opts)
+            await handle.signal(Kid.finish, "parent")
+            return f"{handle.first_execution_run_id != ''}|{await handle}"
+        if how.startswith("cancel:"):
+            ctype = workflow.ChildWorkflowCancellationType[how.split(":")[1]]
+            # Abandoned when the parent closes, so the test sees what the cancel did.
+            handle = await workflow.start_child_workflow(
+                Kid.run, args=["dee", "wait"], cancellation_type=ctype,
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON, **opts)
+            await workflow.sleep(0.05)
+            handle.cancel()
+            try:
+                await handle
+            except ChildWorkflowError as err:
+                return f"{type(err).__name__}|{type(err.cause).__name__}"
+            return "not cancelled"
+        if how == "conflict":
+            first = await workflow.start_child_workflow(Kid.run, args=["eve", "wait"], **opts)
+            try:
+                await workflow.start_child_workflow(Kid.run, args=["eve2", "wait"], **opts)
+            except WorkflowAlreadyStartedError as err:
+                await first.signal(Kid.finish, "conflict")
+                return f"already started: {err.workflow_id}|{await first}"
+            return "started twice"
+        if how.startswith("leave:"):
+            policy = workflow.ParentClosePolicy[how.split(":")[1]]
+            await workflow.start_child_workflow(Kid.run, args=["fay", "wait"],
+                                                parent_close_policy=policy, **opts)
+            return "left"
+        raise ValueError(how)
+
+
+@workflow.defn
+class RetryParent:
+    """A child that fails its first attempt, retried by its policy: the parent hears of the
+    chain's last run only."""
+
+    @workflow.run
+    async def run(self) -> str:
+        result: str = await workflow.execute_child_workflow(
+            Kid.run, args=["gus", "flaky"], id="kid-r",
+            retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(
+                milliseconds=10)))
+        return result
+
+
+def _worker(client: Client, queue: str = Q, **kwargs: Any) -> Worker:
+    return Worker(client, task_queue=queue, workflows=[Parent, Kid], **kwargs)
+
+
+def _types(history: Any) -> list[int]:
+    return [e.event_type for e in history.events]
+
+
+async def _replay(history: Any) -> None:
+    await Replayer(workflows=[Parent, Kid],
+                   workflow_runner=UnsandboxedWorkflowRunner()).replay_workflow(history)
+
+
+async def test_execute_child_returns_its_result_in_both_histories(client: Client) -> None:
+    async with _worker(client):
+        parent = await client.start_workflow(Parent.run, args=["execute", "kid-1"],
+                                             id="parent-1", task_queue=Q)
+        assert await parent.result() == f"hello ann from {Q}"
+        history = await parent.fetch_history()
+        kid = client.get_workflow_handle("kid-1")
+        kid_history = await kid.fetch_history()
+        description = await kid.describe()
+    types = _types(history)
+    E = EventType
+    assert types.count(E.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED) == 1
+    assert types.count(E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED) == 1
+    assert types.count(E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED) == 1
+    started = kid_history.events[0].workflow_execution_started_event_attributes
+    assert started.parent_workflow_execution.workflow_id == "parent-1"
+    assert started.parent_workflow_execution.run_id == parent.result_run_id
+    assert description.parent_id == "parent-1"
+    await _replay(history)
+    await _replay(kid_history)
+
+
+async def test_child_failure_has_temporals_cause_chain(client: Client) -> None:
+    async with _worker(client):
+        result = await client.execute_workflow(Parent.run, args=["fail", "kid-f"],
+                                               id="parent-f", task_queue=Q)
+        history = await client.get_workflow_handle("parent-f").fetch_history()
+    assert result == ("ChildWorkflowError|Child Workflow execution failed|KidError|bob cannot|"
+                      "detail|kid-f|Kid")
+    assert EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED in _types(history)
+    await _replay(history)
+
+
+async def test_signal_a_child_through_its_handle(client: Client) -> None:
+    async with _worker(client):
+        result = await client.execute_workflow(Parent.run, args=["signal", "kid-s"],
+                                               id="parent-s", task_queue=Q)
+        history = await client.get_workflow_handle("parent-s").fetch_history()
+    assert result == "True|cy finished by parent"
+    await _replay(history)
+
+
+@pytest.mark.parametrize("ctype", ["TRY_CANCEL", "WAIT_CANCELLATION_COMPLETED", "ABANDON"])
+async def test_cancel_a_child(client: Client, ctype: str) -> None:
+    async with _worker(client):
+        result = await client.execute_workflow(Parent.run, args=[f"cancel:{ctype}", "kid-c"],
+                                               id="parent-c", task_queue=Q)
+        assert result == "ChildWorkflowError|CancelledError"
+        kid = client.get_workflow_handle("kid-c")
+        if ctype == "ABANDON":
+            # Abandoned: the child goes on, untouched.
+            assert (await kid.describe()).status == WorkflowExecutionStatus.RUNNING
+            await kid.signal(Kid.finish, "test")
+            assert await kid.result() == "dee finished by test"
+        else:
+            with pytest.raises(Exception) as info:
+                await kid.result()
+            assert isinstance(info.value.__cause__, CancelledError)
+            assert (await kid.describe()).status == WorkflowExecutionStatus.CANCELED
+        history = await client.get_workflow_handle("parent-c").fetch_history()
+    if ctype != "ABANDON":
+        assert EventType.EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED in \
+            _types(history)
+    if ctype == "WAIT_CANCELLATION_COMPLETED":
+        assert EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED in _types(history)
+    await _replay(history)
+
+
+async def test_a_child_id_already_running_fails_the_second_start(client: Client) -> None:
+    async with _worker(client):
+        result = await client.execute_workflow(Parent.run, args=["conflict", "kid-x"],
+                                               id="parent-x", task_queue=Q)
+        history = await client.get_workflow_handle("parent-x").fetch_history()
+    assert result == "already started: kid-x|eve finished by conflict"
+    assert EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_FAILED in _types(history)
+    await _replay(history)
+
+
+@pytest.mark.parametrize("policy,status", [
+    ("TERMINATE", WorkflowExecutionStatus.TERMINATED),
+    ("REQUEST_CANCEL", WorkflowExecutionStatus.CANCELED),
+    ("ABANDON", WorkflowExecutionStatus.RUNNING),
+])
+async def test_parent_close_policies(client: Client, policy: str,
+                                     status: WorkflowExecutionStatus) -> None:
+    async with _worker(client):
+        assert await client.execute_workflow(Parent.run, args=[f"leave:{policy}", "kid-p"],
+                                             id="parent-p", task_queue=Q) == "left"
+        kid = client.get_workflow_handle("kid-p")
+        for _ in range(100):
+            if (await kid.describe()).status == status:
+                break
+            await asyncio.sleep(0.05)
+        assert (await kid.describe()).status == status
+        if policy == "TERMINATE":
+            with pytest.raises(Exception) as info:
+                await kid.result()
+            assert isinstance(info.value.__cause__, TerminatedError)
+        if policy == "ABANDON":
+            await kid.signal(Kid.finish, "someone")
+            assert await kid.result() == "fay finished by someone"
+
+
+async def test_a_child_on_another_task_queue(client: Client) -> None:
+    async with _worker(client), Worker(client, task_queue=OTHER_Q, workflows=[Kid]):
+        result = await client.execute_workflow(
+            Parent.run, args=["execute", "kid-q", "greet", OTHER_Q], id="parent-q",
+            task_queue=Q)
+    assert result == f"hello ann from {OTHER_Q}"
+
+
+async def test_a_child_that_continues_as_new_is_followed(client: Client) -> None:
+    async with _worker(client):
+        result = await client.execute_workflow(Parent.run, args=["execute", "kid-n", "continue"],
+                                               id="parent-n", task_queue=Q)
+        history = await client.get_workflow_handle("parent-n").fetch_history()
+    assert result == f"hello ann+ from {Q}"
+    await _replay(history)
+
+
+async def test_a_retried_child_is_followed_to_its_last_attempt(client: Client) -> None:
+    async with Worker(client, task_queue=Q, workflows=[RetryParent, Kid]):
+        assert await client.execute_workflow(RetryParent.run, id="parent-r",
+                                             task_queue=Q) == "attempt 2|ok"
