@@ -130,16 +130,22 @@ def serve(target: str, task_queue: str, database: str | None, identity: str | No
     """Run the worker until SIGTERM or Ctrl-C; exit 0 after a clean shutdown."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(message)s")
+    # A stop asked for while the worker is still starting is honoured once it runs: it then
+    # stops at once, cleanly, instead of dying half-started.
+    early: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda number, _frame: early.append(number))
     module = load_module(target)
     workflows, activities = definitions(module)
     if not workflows and not activities:
         raise usage(f"{target} defines no @workflow.defn class and no @activity.defn "
                     "function: nothing to serve")
-    asyncio.run(_serve(workflows, activities, task_queue, database, identity, target))
+    asyncio.run(_serve(workflows, activities, task_queue, database, identity, target, early))
 
 
 async def _serve(workflows: list[type], activities: list[Callable[..., Any]], task_queue: str,
-                 database: str | None, identity: str | None, target: str) -> None:
+                 database: str | None, identity: str | None, target: str,
+                 early: list[int]) -> None:
     from dbosify._exceptions import DatabaseError
     from dbosify.cli._common import connect
     from dbosify.worker import Worker
@@ -148,6 +154,8 @@ async def _serve(workflows: list[type], activities: list[Callable[..., Any]], ta
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if early:
+        stop.set()
     client = await connect(database)
     try:
         try:

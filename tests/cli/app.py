@@ -56,3 +56,24 @@ class Waiter:
     def add_many(self, first: Any, second: Any) -> int:
         self.items += [first, second]
         return len(self.items)
+
+
+@activity.defn
+async def slow_mark(path: str) -> str:
+    import asyncio
+    from pathlib import Path
+
+    with Path(path).open("a") as f:
+        f.write("started\n")
+    await asyncio.sleep(2)
+    with Path(path).open("a") as f:
+        f.write("done\n")
+    return "marked"
+
+
+@workflow.defn
+class SlowMark:
+    @workflow.run
+    async def run(self, path: str) -> str:
+        return await workflow.execute_activity(slow_mark, path,
+                                               start_to_close_timeout=timedelta(seconds=60))

@@ -85,6 +85,47 @@ async def test_worker_picks_up_pending_runs_and_stops_cleanly(
         await client.close()
 
 
+@pytest.mark.slow
+async def test_sigterm_drains_a_running_activity(database: str, tmp_path: Path) -> None:
+    marks = tmp_path / "marks.txt"
+    client = await Client.connect(database)
+    proc = _worker(database)
+    lines: list[str] = []
+    reader = asyncio.create_task(asyncio.to_thread(
+        lambda: [lines.append(line) for line in proc.stderr]))  # type: ignore[union-attr]
+    try:
+        await _wait_for_line(proc, lines, "serving task queue")
+        handle = await client.start_workflow("SlowMark", str(marks), id="slow-1", task_queue=Q)
+        for _ in range(300):
+            if marks.exists() and "started" in marks.read_text():
+                break
+            await asyncio.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        # The activity gets the graceful-shutdown timeout: it finishes, then the worker exits 0.
+        assert await asyncio.to_thread(proc.wait, 30) == 0, "".join(lines)
+        await reader
+        assert marks.read_text() == "started\ndone\n"
+        # The drained attempt's result is recorded: the run finishes (on this worker in its
+        # grace period, or on the next one) without running the activity again.
+        second = _worker(database)
+        second_lines: list[str] = []
+        second_reader = asyncio.create_task(asyncio.to_thread(
+            lambda: [second_lines.append(line) for line in second.stderr]))  # type: ignore[union-attr]
+        try:
+            assert await asyncio.wait_for(handle.result(), 60) == "marked"
+            await _wait_for_line(second, second_lines, "serving task queue")
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(second.wait, 60) == 0, "".join(second_lines)
+            await second_reader
+        assert marks.read_text() == "started\ndone\n"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        await client.close()
+
+
 @pytest.mark.parametrize(("target", "line"), [
     ("no_such_module_here", "dbosify: error: no module or file 'no_such_module_here': give a "
      "module name (app.pipeline) or a path (pipelines/x/pipeline.py)"),
