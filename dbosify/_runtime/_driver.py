@@ -50,6 +50,7 @@ from dbosify._runtime._records import (
 )
 from dbosify._runtime._run_activities import ActivityState, RunActivities
 from dbosify._runtime._run_children import ChildState, RunChildren
+from dbosify._runtime._run_local_activities import LocalActivityState, RunLocalActivities
 from dbosify._runtime._run_messages import RunMessages
 from dbosify._runtime._run_waiting import RunWaiting
 from dbosify._store._store import now_ms
@@ -68,7 +69,7 @@ _CLOSE_RETRY_FIRST_S = 0.5
 _CLOSE_RETRY_MAX_S = 30.0
 
 
-class RunDriver(RunWaiting, RunActivities, RunMessages, RunChildren):
+class RunDriver(RunLocalActivities, RunWaiting, RunActivities, RunMessages, RunChildren):
     """Runs one workflow run in this process."""
 
     def __init__(self, process: Process, run_id: str, *, recovering: bool,
@@ -96,6 +97,7 @@ class RunDriver(RunWaiting, RunActivities, RunMessages, RunChildren):
         self.recorded_completions: dict[int, WorkflowActivationCompletion] = {}
         self.used_flags: set[int] = set()
         self.activities: dict[int, ActivityState] = {}
+        self.local_activities: dict[int, LocalActivityState] = {}  # See _run_local_activities.
         self.timers: dict[int, int] = {}
         self.outcomes: list[tuple[int, int, AttemptOutcome]] = []
         self.pending_jobs: list[WorkflowActivationJob] = []
@@ -329,6 +331,7 @@ class RunDriver(RunWaiting, RunActivities, RunMessages, RunChildren):
         for job in activation.jobs:
             if job.HasField("resolve_activity"):
                 self.activities.pop(job.resolve_activity.seq, None)
+                self._forget_local(job.resolve_activity.seq)
             elif job.HasField("fire_timer"):
                 self.timers.pop(job.fire_timer.seq, None)
             elif job.HasField("resolve_signal_external_workflow"):
@@ -552,6 +555,10 @@ class RunDriver(RunWaiting, RunActivities, RunMessages, RunChildren):
             self.external[(kind, getattr(command, kind).seq)] = command
         elif kind in ("start_child_workflow_execution", "cancel_child_workflow_execution"):
             self._apply_child_command(command)
+        elif kind == "schedule_local_activity":
+            self._schedule_local(command.schedule_local_activity, at_ms)
+        elif kind == "request_cancel_local_activity":
+            self._cancel_local(command.request_cancel_local_activity.seq)
         elif kind in ("respond_to_query", "set_patch_marker") or kind in CLOSING_COMMANDS:
             pass
         elif kind is not None:

@@ -94,7 +94,9 @@ def create_instance(reg: WorkflowRegistration, activation: WorkflowActivation,
         defn=reg.defn,
         info=info,
         randomness_seed=init.randomness_seed,
-        extern_functions={},
+        # temporalio's worker checks here that a local activity is registered; dbosify checks
+        # when it runs it (the run's worker may change), failing the attempt with a clear error.
+        extern_functions={"__temporal_assert_local_activity_valid": _accept_local_activity},
         disable_eager_activity_execution=True,
         worker_level_failure_exception_types=reg.failure_exception_types,
         patch_activation_callback=None,
@@ -102,6 +104,10 @@ def create_instance(reg: WorkflowRegistration, activation: WorkflowActivation,
         last_failure=init.continued_failure if init.HasField("continued_failure") else None,
     )
     return reg.runner.create_instance(details)
+
+
+def _accept_local_activity(name: str) -> None:
+    """See ``extern_functions`` in :func:`create_instance`."""
 
 
 async def activate(instance: WorkflowInstance, activation: WorkflowActivation,

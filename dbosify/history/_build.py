@@ -30,6 +30,7 @@ from temporalio.api.enums.v1 import (
 )
 from temporalio.api.history.v1 import (
     HistoryEvent,
+    MarkerRecordedEventAttributes,
     WorkflowExecutionStartedEventAttributes,
     WorkflowTaskCompletedEventAttributes,
     WorkflowTaskFailedEventAttributes,
@@ -39,6 +40,7 @@ from temporalio.api.history.v1 import (
 from temporalio.api.sdk.v1 import UserMetadata, WorkflowTaskCompletedMetadata
 from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
 from temporalio.bridge.proto.workflow_activation import InitializeWorkflow, WorkflowActivationJob
+from temporalio.bridge.proto.workflow_commands import ActivityCancellationType, WorkflowCommand
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 
 from dbosify._runtime._records import WorkflowTask
@@ -81,6 +83,8 @@ class _OpenTask:
     history_size_bytes: int
     suggest_continue_as_new: bool
     completions: list[WorkflowActivationCompletion | None] = field(default_factory=list)
+    tasks: list[WorkflowTask] = field(default_factory=list)
+    """The activations of ``completions``, in the same order."""
     identity: str = ""
     scheduled_event_id: int = 0
     started_event_id: int = 0
@@ -128,6 +132,10 @@ class HistoryBuilder:
         self._failure_streak = 0
         self._flags_written = False
         self.build_id: str | None = None
+        # Local activities scheduled in an earlier workflow task and not resolved yet (their
+        # command, and when it was issued); markers of those resolved in the open task.
+        self.local_unresolved: dict[int, tuple[WorkflowCommand, int]] = {}
+        self.local_markers: dict[int, MarkerRecordedEventAttributes] = {}
 
     # -- writing events -------------------------------------------------------------------------
 
@@ -176,6 +184,7 @@ class HistoryBuilder:
         open_task = self._open
         if open_task is not None and self._joins(open_task, jobs):
             open_task.completions.append(completion)
+            open_task.tasks.append(task)
             return
         self.flush()
         if self._closed():
@@ -198,6 +207,7 @@ class HistoryBuilder:
             history_size_bytes=activation.history_size_bytes,
             suggest_continue_as_new=activation.continue_as_new_suggested,
             completions=[completion],
+            tasks=[task],
             identity=identity or self.identity,
         )
         if not open_task.transient:
@@ -236,7 +246,7 @@ class HistoryBuilder:
         self._failure_streak = 0
         if open_task.transient:
             self._schedule_and_start(open_task)
-        commands = [cmd for c in completions for cmd in _events.commands_as_sent(c)]
+        commands = self._commands_with_markers(open_task, completions)
         self.wft_completed_id = self.add(
             WorkflowTaskCompletedEventAttributes(
                 scheduled_event_id=open_task.scheduled_event_id,
@@ -247,6 +257,63 @@ class HistoryBuilder:
             )
         )
         _commands.write_commands(self, commands, open_task.scheduled_event_id)
+
+    def _commands_with_markers(self, open_task: _OpenTask,
+                               completions: Sequence[WorkflowActivationCompletion]
+                               ) -> list[WorkflowCommand]:
+        """The task's commands as Core sends them, with local activities as Core records them.
+
+        Core sends no command for a local activity until it resolves, then a marker in its place
+        among the task's commands; one scheduled in an earlier task goes first. A cancellation
+        of a local activity never reaches the server.
+        """
+        resolutions: dict[int, tuple[int, WorkflowTask]] = {}
+        for index, task in enumerate(open_task.tasks):
+            for job in task.activation.jobs:
+                if job.HasField("resolve_activity") and job.resolve_activity.is_local:
+                    resolutions[job.resolve_activity.seq] = (index, task)
+        commands: list[WorkflowCommand] = []
+        for seq in list(self.local_unresolved):
+            if seq in resolutions:
+                command, at_ms = self.local_unresolved.pop(seq)
+                self._prepare_marker(command, at_ms, resolutions[seq])
+                commands.append(command)
+        for task, completion in zip(open_task.tasks, completions, strict=False):
+            for command in _events.commands_as_sent(completion):
+                variant = command.WhichOneof("variant")
+                if variant == "request_cancel_local_activity":
+                    continue
+                if variant == "schedule_local_activity":
+                    at_ms = task.activation.timestamp.ToMilliseconds()
+                    seq = command.schedule_local_activity.seq
+                    if seq not in resolutions:
+                        self.local_unresolved[seq] = (command, at_ms)
+                        continue
+                    self._prepare_marker(command, at_ms, resolutions[seq])
+                commands.append(command)
+        return commands
+
+    def _prepare_marker(self, command: WorkflowCommand, scheduled_ms: int,
+                        resolved: tuple[int, WorkflowTask]) -> None:
+        cmd = command.schedule_local_activity
+        index, task = resolved
+        job = next(j.resolve_activity for j in task.activation.jobs
+                   if j.HasField("resolve_activity") and j.resolve_activity.seq == cmd.seq)
+        info = task.activity_attempts.get(cmd.seq)
+        original_ms = cmd.original_schedule_time.ToMilliseconds() \
+            if cmd.HasField("original_schedule_time") else scheduled_ms
+        # Core gives a cancellation it does not wait for no completion time.
+        no_wait_cancel = job.result.WhichOneof("status") == "cancelled" and \
+            cmd.cancellation_type != ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+        self.local_markers[cmd.seq] = _events.local_activity_marker(
+            cmd, job.result,
+            attempt=info.attempt if info is not None else max(cmd.attempt, 1),
+            original_schedule_ms=original_ms,
+            complete_ms=None if no_wait_cancel else task.activation.timestamp.ToMilliseconds(),
+            activation_index=index,
+            backoff_failure=info.last_failure if info is not None else None,
+            workflow_task_completed_event_id=0,
+        )
 
     def _worker_version(self) -> dict[str, Any]:
         if not self.build_id:

@@ -189,13 +189,20 @@ def _write_command(
         builder.cancels[rc.seq] = External(namespace, execution, initiated_id, wft)
     elif variant == "update_response":
         _update_response(builder, command, wft_scheduled_id)
+    elif variant == "schedule_local_activity":
+        # Only a local activity resolved in this task is sent (HistoryBuilder.flush): as the
+        # marker of its outcome, where the workflow scheduled it.
+        marker = builder.local_markers.pop(command.schedule_local_activity.seq, None)
+        if marker is not None:
+            marker.workflow_task_completed_event_id = wft
+            builder.add(marker, user_metadata=metadata)
     elif variant in _events.TERMINAL_COMMANDS:
         builder.derived_close = _events.close_event_for_command(
             command, time_ms=builder.time_ms, workflow_task_completed_event_id=wft
         )
     # cancel_signal_workflow: once sent, Core lets the signal go through (and one cancelled
-    # before it was sent is dropped above). Local activities and Nexus operations are not
-    # supported by dbosify: no events.
+    # before it was sent is dropped above). request_cancel_local_activity never reaches the
+    # server. Nexus operations are not supported by dbosify: no events.
 
 
 def _cancel_activity(builder: HistoryBuilder, activity: Activity | None) -> None:

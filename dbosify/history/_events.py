@@ -27,6 +27,7 @@ from temporalio.api.enums.v1 import (
     RetryState,
     TaskQueueKind,
 )
+from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import (
     ActivityTaskScheduledEventAttributes,
     HistoryEvent,
@@ -38,9 +39,11 @@ from temporalio.api.history.v1 import (
     WorkflowExecutionFailedEventAttributes,
 )
 from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.bridge.proto.activity_result import ActivityResolution
 from temporalio.bridge.proto.workflow_commands import (
     ContinueAsNewWorkflowExecution,
     ScheduleActivity,
+    ScheduleLocalActivity,
     StartChildWorkflowExecution,
     WorkflowCommand,
 )
@@ -217,6 +220,73 @@ def patch_marker(
         details=details,
         workflow_task_completed_event_id=workflow_task_completed_event_id,
     )
+
+
+LOCAL_ACTIVITY_MARKER_NAME = "core_local_activity"
+"""Marker name Core gives the marker that records a local activity's outcome."""
+
+
+def _seconds_nanos(ms: int | None) -> dict[str, int] | None:
+    # serde's form of a prost Timestamp or Duration, as Core writes it in marker data.
+    if ms is None:
+        return None
+    return {"seconds": ms // 1000, "nanos": (ms % 1000) * 1_000_000}
+
+
+def local_activity_marker(
+    cmd: ScheduleLocalActivity,
+    resolution: ActivityResolution,
+    *,
+    attempt: int,
+    original_schedule_ms: int,
+    complete_ms: int | None,
+    activation_index: int,
+    backoff_failure: Failure | None,
+    workflow_task_completed_event_id: int,
+) -> MarkerRecordedEventAttributes:
+    """MARKER_RECORDED for a local activity's resolution, as Core encodes it.
+
+    ``details["data"]`` holds Core's ``LocalActivityMarkerData`` as JSON, ``details["result"]``
+    the result of a completed activity; the failure (Core records it unwrapped: a timeout or
+    cancellation without the "Local Activity ..." wrapper the workflow saw) is the marker's own.
+    On replay Core resolves the activity from this marker and does not run it.
+    """
+    status = resolution.WhichOneof("status")
+    backoff_ms: int | None = None
+    failure: Failure | None = None
+    if status == "backoff":
+        backoff_ms = int(resolution.backoff.backoff_duration.ToMilliseconds())
+        attempt = resolution.backoff.attempt - 1
+        failure = backoff_failure
+    elif status in ("failed", "cancelled"):
+        failure = getattr(resolution, status).failure
+        if failure.HasField("activity_failure_info") and failure.HasField("cause"):
+            failure = failure.cause
+    data = {
+        "seq": cmd.seq,
+        "attempt": attempt,
+        "activity_id": cmd.activity_id,
+        "activity_type": cmd.activity_type,
+        "complete_time": _seconds_nanos(complete_ms),
+        "backoff": _seconds_nanos(backoff_ms),
+        "original_schedule_time": _seconds_nanos(original_schedule_ms),
+        "activation_index": activation_index,
+    }
+    details = {
+        "data": Payloads(payloads=[Payload(
+            metadata={"encoding": b"json/plain"},
+            data=json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))])
+    }
+    if status == "completed" and resolution.completed.HasField("result"):
+        details["result"] = Payloads(payloads=[resolution.completed.result])
+    attrs = MarkerRecordedEventAttributes(
+        marker_name=LOCAL_ACTIVITY_MARKER_NAME,
+        details=details,
+        workflow_task_completed_event_id=workflow_task_completed_event_id,
+    )
+    if failure is not None:
+        attrs.failure.CopyFrom(failure)
+    return attrs
 
 
 def child_initiated(
