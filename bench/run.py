@@ -31,7 +31,7 @@ logger = logging.getLogger("bench")
 PG_SERVER = os.environ.get("DBOSIFY_BENCH_POSTGRES_SERVER", "postgresql://postgres@127.0.0.1:5432")
 PG_DATABASE = "dbosify_bench"
 BACKENDS = ("sqlite", "postgres")
-WORKLOADS = ("W1", "W2", "W3", "N1", "N2", "C1")
+WORKLOADS = ("W1", "W2", "W3", "N1", "N2", "C1", "P1")
 WORKLOAD_TIMEOUT_S = 180.0
 
 W1_TARGET_RATIO = 2.0
@@ -50,7 +50,8 @@ def emit(line: dict[str, Any]) -> None:
 
 def skipped_lines(backend: str, workloads: list[str], reason: str) -> list[dict[str, Any]]:
     names = [n for w in workloads for n in (w, f"{w}_floor")
-             if n not in ("W3_floor", "C1_floor") and not n.startswith("N")]
+             if n not in ("W3_floor", "C1_floor", "P1_floor") and not n.startswith("N")
+             and (n != "P1" or backend == "postgres")]
     return [{"workload": n, "backend": backend, "n": 0, "skipped": reason, "target": None,
              "met": None} for n in names]
 
@@ -433,6 +434,17 @@ async def run_backend(backend: str, url: str, args: argparse.Namespace) -> int:
         from bench._cli import cli_lines
 
         lines += cli_lines(backend)
+    if "P1" in args.workloads and backend == "postgres":  # P1 loads a Postgres table
+        from bench._pipelines import p1_line
+
+        base = {"backend": backend, "loadavg_1m": round(os.getloadavg()[0], 2)}
+        try:
+            lines.append(await p1_line(url, args.p1_rows, base))
+        except Exception as err:
+            logger.exception("[%s] P1 failed", backend)
+            lines.append({"workload": "P1", "backend": backend, "n": 0,
+                          "error": f"{type(err).__name__}: {err}", "target": None,
+                          "met": False})
     for line in lines:
         emit(line)
     return 0
@@ -463,12 +475,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=(*BACKENDS, "all"), default="all")
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
-                        help="comma-separated subset of W1,W2,W3,N1,N2,C1")
+                        help="comma-separated subset of W1,W2,W3,N1,N2,C1,P1")
     parser.add_argument("--n1", type=int, default=200, help="W1 runs (default 200)")
     parser.add_argument("--n2", type=int, default=500, help="W2 concurrent runs (default 500)")
     parser.add_argument("--n3", type=int, default=100, help="W3 round trips (default 100)")
     parser.add_argument("--nb1", type=int, default=100, help="N1 runs (default 100)")
     parser.add_argument("--nb2", type=int, default=5, help="N2 kernel restarts (default 5)")
+    parser.add_argument("--p1-rows", type=int, default=1_000_000,
+                        help="P1 CSV rows (default 1,000,000)")
     parser.add_argument("--warmup", type=int, default=20,
                         help="untimed W1 runs before the first round (default 20; 5 later)")
     parser.add_argument("--rounds", type=int, default=4,
@@ -505,7 +519,8 @@ def main(argv: list[str] | None = None) -> int:
                    "--workloads", ",".join(args.workloads), "--n1", str(args.n1),
                    "--n2", str(args.n2), "--n3", str(args.n3), "--nb1", str(args.nb1),
                    "--nb2", str(args.nb2), "--warmup", str(args.warmup),
-                   "--rounds", str(args.rounds), "--w2-rounds", str(args.w2_rounds)]
+                   "--rounds", str(args.rounds), "--w2-rounds", str(args.w2_rounds),
+                   "--p1-rows", str(args.p1_rows)]
         logger.info("[%s] starting", backend)
         proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None

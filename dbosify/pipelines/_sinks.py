@@ -9,13 +9,14 @@ last recorded cursor.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -151,34 +152,55 @@ class PostgresTable(Sink):
     schema: str = "public"
     accepts_raw_csv = True
 
-    def _connect(self) -> Any:
+    _conn: Any = field(default=None, init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False,
+                                  compare=False)
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[Any]:
+        """One transaction on this sink's connection (kept open between batches: a pipeline
+        writes one batch at a time, and connecting costs as much as a small batch)."""
         import psycopg
 
-        url = self.url.replace("postgresql+psycopg://", "postgresql://")
-        try:
-            return psycopg.connect(url, connect_timeout=10)
-        except psycopg.OperationalError as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
-            raise ApplicationError(f"cannot reach the sink's Postgres: {first}",
-                                   type="SinkUnreachable") from None
+        with self._lock:
+            if self._conn is None or self._conn.closed:
+                url = self.url.replace("postgresql+psycopg://", "postgresql://")
+                try:
+                    self._conn = psycopg.connect(url, connect_timeout=10, autocommit=True)
+                except psycopg.OperationalError as err:
+                    first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+                    raise ApplicationError(f"cannot reach the sink's Postgres: {first}",
+                                           type="SinkUnreachable") from None
+                self._ensure_ledger(self._conn)
+            conn = self._conn
+            try:
+                with conn.transaction():
+                    yield conn
+            except psycopg.OperationalError:
+                conn.close()  # a broken connection is made anew by the next attempt
+                raise
 
     @property
     def _qualified(self) -> str:
         return f"{_ident(self.schema)}.{_ident(self.table)}"
 
     def _ensure_ledger(self, conn: Any) -> None:
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {_ident(self.schema)}.{LEDGER} ("
-            "seq bigserial, pipeline text NOT NULL, table_name text NOT NULL, "
-            "load_id text NOT NULL, cursor_from text NOT NULL, cursor_to text, "
-            "row_count bigint NOT NULL, committed_at timestamptz NOT NULL DEFAULT now(), "
-            "PRIMARY KEY (pipeline, table_name, load_id, cursor_from))")
+        """Make the ledger (once per connection, committed at once)."""
+        # Two workers making it at once would collide on the catalog.
+        conn.execute("SELECT pg_advisory_lock(hashtext('dbosify.pipelines'))")
+        try:
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(self.schema)}")
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {_ident(self.schema)}.{LEDGER} ("
+                "seq bigserial, pipeline text NOT NULL, table_name text NOT NULL, "
+                "load_id text NOT NULL, cursor_from text NOT NULL, cursor_to text, "
+                "row_count bigint NOT NULL, committed_at timestamptz NOT NULL DEFAULT now(), "
+                "PRIMARY KEY (pipeline, table_name, load_id, cursor_from))")
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext('dbosify.pipelines'))")
 
     def last_cursor(self, pipeline: str, load_id: str) -> tuple[bool, Any]:
         with self._connect() as conn:
-            # Two workers making the ledger at once would collide on the catalog.
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('dbosify.pipelines'))")
-            self._ensure_ledger(conn)
             row = conn.execute(
                 f"SELECT cursor_to FROM {_ident(self.schema)}.{LEDGER} WHERE pipeline = %s "
                 "AND table_name = %s AND load_id = %s ORDER BY seq DESC LIMIT 1",
@@ -204,7 +226,6 @@ class PostgresTable(Sink):
             # One writer per pipeline at a time: an attempt that timed out may still be
             # running while its retry starts.
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (batch.pipeline,))
-            self._ensure_ledger(conn)
             done = conn.execute(
                 f"SELECT cursor_to, row_count FROM {_ident(self.schema)}.{LEDGER} "
                 "WHERE pipeline = %s AND table_name = %s AND load_id = %s AND cursor_from = %s",

@@ -164,3 +164,34 @@ async def test_merge_into_a_table_without_a_key_is_a_clear_error(kit: SinkKit) -
         sink.write(pipelines.BatchWrite("NoKey", "", 1, 2, [{"id": 1, "v": "b"}],
                                         disposition="merge", primary_key=("id",)))
     assert kit.query(f'SELECT v FROM "{table}"') == [("a",)]
+
+
+async def test_a_csv_bulk_load_and_its_type_conflict(client: Client, serve: Any,
+                                                      kit: SinkKit, tmp_path: Path) -> None:
+    """Unquoted CSV lines go to Postgres as they are (COPY); the rows are the ones a parsed
+    read gives, and a bad value past the type sample stops the run without moving the cursor."""
+    folder = tmp_path / "bulk"
+    folder.mkdir()
+    lines = ["id,amount,note"] + [f"{i},{i}.5,{'' if i % 2 else 'n' + str(i)}"
+                                  for i in range(1500)]
+    (folder / "a.csv").write_text("\n".join(lines) + "\n\n")  # a trailing blank line
+    table = kit.table("bulk")
+    sink = kit.sink(table)
+    Bulk = pipeline("Bulk", source=pipelines.FileFolder(folder, "*.csv",
+                                                        types={"id": int, "amount": float}),
+                    sink=sink, batch_size=2000)
+    async with serve([Bulk]):
+        assert (await run(client, Bulk)).rows == 1500
+        # The sample (the first 1000 rows) is clean; row 1100 of the next file is not.
+        bad = ["id,amount,note"] + [f"{i},{'oops' if i == 2600 else str(i)},x"
+                                    for i in range(1500, 3000)]
+        (folder / "b.csv").write_text("\n".join(bad) + "\n")
+        with pytest.raises(WorkflowFailureError) as caught:
+            await run(client, Bulk)
+    cause = caught.value.cause.cause  # type: ignore[union-attr]
+    assert isinstance(cause, ApplicationError) and cause.type == "SchemaConflict"
+    assert "oops" in cause.message
+    assert kit.query(f'SELECT count(*), sum(amount), count(note) FROM "{table}"') == \
+        [(1500, sum(i + 0.5 for i in range(1500)), 750)]
+    found, cursor = sink.last_cursor("Bulk", "")
+    assert found and cursor["key"] == ["a.csv"] and cursor["complete"]
