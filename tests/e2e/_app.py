@@ -444,8 +444,80 @@ _VERSIONS: dict[str, list[type]] = {
     "3": [VersionedV3, FirstPatchedV2],
 }
 
+CHILD_STARTING_LINE = "CHILD_STARTING"
+CHILD_WAITING_LINE = "CHILD_WAITING"
+
+
+@workflow.defn
+class ChildGate:
+    """A child workflow whose one activity is ``gate("kid-<name>")``."""
+
+    @workflow.run
+    async def run(self, name: str) -> str:
+        result: str = await workflow.execute_activity(gate, f"kid-{name}",
+                                                      start_to_close_timeout=_TIMEOUT)
+        return result
+
+
+@workflow.defn
+class ChildParent:
+    """Prints ``CHILD_STARTING <id>`` in the task that starts ``ChildGate`` on ``queue``, and
+    ``CHILD_WAITING <id>`` once it has started; returns the child's result."""
+
+    @workflow.run
+    async def run(self, queue: str) -> str:
+        wid = workflow.info().workflow_id
+        print(f"{CHILD_STARTING_LINE} {wid}", flush=True)
+        handle = await workflow.start_child_workflow(ChildGate.run, wid, id=f"{wid}-kid",
+                                                     task_queue=queue,
+                                                     execution_timeout=_TIMEOUT)
+        print(f"{CHILD_WAITING_LINE} {wid}", flush=True)
+        return f"parent got {await handle}"
+
+
+LOCAL_RAN_LINE = "LOCAL_RAN"
+LOCAL_DONE_LINE = "LOCAL_DONE"
+LOCAL_FILE = "local-lines.txt"
+
+
+@activity.defn
+async def append_line(wid: str) -> str:
+    """A local activity: appends one line to ``MARKER_DIR/local-lines.txt``, prints
+    ``LOCAL_RAN <wid>`` and returns the line."""
+    mark("start", f"local-{wid}")
+    directory = _marker_dir()
+    assert directory is not None, "append_line needs a marker directory"
+    line = f"{wid} attempt {activity.info().attempt} pid {os.getpid()}"
+    with (directory / LOCAL_FILE).open("a") as out:
+        out.write(line + "\n")
+    print(f"{LOCAL_RAN_LINE} {wid}", flush=True)
+    return line
+
+
+@workflow.defn
+class LocalThenWait:
+    """Runs ``append_line`` as a local activity, prints ``LOCAL_DONE <id>`` in the task that
+    receives its result, then waits for ``proceed`` and returns the line."""
+
+    def __init__(self) -> None:
+        self.go = False
+
+    @workflow.run
+    async def run(self) -> str:
+        wid = workflow.info().workflow_id
+        line: str = await workflow.execute_local_activity(
+            append_line, wid, start_to_close_timeout=_TIMEOUT)
+        print(f"{LOCAL_DONE_LINE} {wid}", flush=True)
+        await workflow.wait_condition(lambda: self.go)
+        return line
+
+    @workflow.signal
+    def proceed(self) -> None:
+        self.go = True
+
+
 WORKFLOWS = [Pipeline, Backoff, Short, Blocked, Spanning, Progress, RemoteSteps, CancelRemote,
-             Chain, Answers, Restartable, Churn]
+             Chain, Answers, Restartable, Churn, ChildGate, ChildParent, LocalThenWait]
 
 
 # Entry point ------------------------------------------------------------------------------------
@@ -455,7 +527,7 @@ async def serve(url: str, task_queue: str, identity: str) -> None:
     client = await Client.connect(url)
     versioned = _VERSIONS[os.environ.get(VERSION_ENV, "1")]
     async with Worker(client, task_queue=task_queue, workflows=WORKFLOWS + versioned,
-                      activities=ACTIVITIES, identity=identity):
+                      activities=ACTIVITIES + [append_line], identity=identity):
         directory = _marker_dir()
         if directory is not None:
             (directory / f"ready-{os.getpid()}").write_text(json.dumps({"t": time.time()}))
