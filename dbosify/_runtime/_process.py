@@ -157,8 +157,9 @@ class Process(ProcessMessaging):
         self._inbox_cursor = 0
         self._closer: Closer | None = None
         self.queue_name = f"dbosify-{self.executor_id}"
-        self._own_queue: Any = None
-        """This process's DBOS queue (a ``dbos.Queue``), once DBOS is launched."""
+        self._own_queue: concurrent.futures.Future[Any] | None = None
+        """This process's DBOS queue (a ``dbos.Queue``) being registered, once DBOS is
+        launched."""
 
     # Small helpers ----------------------------------------------------------------------------
 
@@ -388,13 +389,19 @@ class Process(ProcessMessaging):
             # other process (a client, or a worker of other task queues) dequeues them.
             DBOS.listen_queues([self.queue_name])
             DBOS.launch()
-            # Only taken-over runs come through this queue (rare, after a lease): a slow poll
-            # keeps its idle cost low (DBOS polls each queue, DESIGN §10).
-            self._own_queue = DBOS.register_queue(self.queue_name, polling_interval_sec=1.0)
 
         # Launched off the loop: DBOS adopts a running loop it is launched on (DESIGN §10).
         await asyncio.get_running_loop().run_in_executor(None, launch)
         self._dbos_launched = True
+        # Registered in the background: only a takeover waits for this queue (dispatch_resumed
+        # awaits it), and a worker's start, a restarted notebook's %load_ext, need not wait for
+        # its few statements (about 0.05-0.1 s on Postgres).
+        self._own_queue = self.db_executor.submit(self._register_own_queue)
+
+    def _register_own_queue(self) -> Any:
+        # Only taken-over runs come through this queue: a slow poll keeps its idle cost low
+        # (DBOS polls each queue, DESIGN §10); dispatch_resumed starts them without the poll.
+        return DBOS.register_queue(self.queue_name, polling_interval_sec=1.0)
 
     async def execute_run(self, run_id: str, first: str | None = None) -> dict[str, Any] | None:
         """The body of a run's DBOS workflow: drive it on the engine loop."""
@@ -504,10 +511,16 @@ class Process(ProcessMessaging):
         than at the queue's next poll (up to 2 s after launch): a restarted notebook takes its
         predecessor's runs at once (DESIGN §9.3). DBOS's queue claim stays the gate, so this
         races its queue thread safely; should it fail, that thread still starts them."""
-        queue = self._own_queue
-        if queue is None:
+        registering = self._own_queue
+        if registering is None:
             return
         try:
+            try:
+                queue = await asyncio.wrap_future(registering)
+            except Exception:
+                # Registered again for the next takeover (the queue thread needs it too).
+                self._own_queue = self.db_executor.submit(self._register_own_queue)
+                raise
             await self.db_call(dispatch_own_queue, queue, self.executor_id, APPLICATION_VERSION)
         except Exception:
             logger.warning("dbosify could not start resumed runs at once; DBOS's queue will",
