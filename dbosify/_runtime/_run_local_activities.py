@@ -57,11 +57,14 @@ class LocalActivityState:
     seq: int
     command: ScheduleLocalActivity
     scheduled_ms: int
-    """When this command was issued (schedule-to-start counts from here)."""
+    """When this command was issued."""
     original_ms: int
     """When the first attempt was scheduled (schedule-to-close counts from here)."""
     attempt: int
     task: asyncio.Task[None] | None = None
+    queued_ms: int = 0
+    """When this process queued it: schedule-to-start counts from here, as Core counts it from
+    when its worker queued it (a worker that replays the task queues it again)."""
     token: bytes | None = None
     """The running attempt's token on the activity runner, if one runs."""
     runner: Any = None
@@ -179,6 +182,7 @@ class RunLocalActivities:
         super()._start_due_attempts(now)  # type: ignore[misc]
         for la in self.local_activities.values():
             if la.task is None and not la.resolved and not la.cancel_requested:
+                la.queued_ms = now
                 # A fresh context: the activity must not see the run's DBOS workflow context.
                 la.task = asyncio.get_running_loop().create_task(
                     self._run_local_activity(la), context=contextvars.Context())
@@ -236,8 +240,8 @@ class RunLocalActivities:
                 return self._timed_out(la, TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE)
             s2s = int(cmd.schedule_to_start_timeout.ToMilliseconds()) \
                 if cmd.HasField("schedule_to_start_timeout") else 0
-            if first and s2s and now - la.scheduled_ms > s2s:
-                # Waited too long to start (a worker was down since it was scheduled).
+            if first and s2s and now - la.queued_ms > s2s:
+                # Waited too long for this worker to start it.
                 return self._timed_out(la, TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START)
             first = False
             outcome = await self._one_attempt(la, now, deadline)

@@ -527,7 +527,7 @@ async def serve(url: str, task_queue: str, identity: str) -> None:
     client = await Client.connect(url)
     versioned = _VERSIONS[os.environ.get(VERSION_ENV, "1")]
     async with Worker(client, task_queue=task_queue, workflows=WORKFLOWS + versioned,
-                      activities=ACTIVITIES + [append_line], identity=identity):
+                      activities=[*ACTIVITIES, append_line], identity=identity):
         directory = _marker_dir()
         if directory is not None:
             (directory / f"ready-{os.getpid()}").write_text(json.dumps({"t": time.time()}))
