@@ -142,6 +142,8 @@ def runs(query: tuple[str, ...], limit: int, database: str | None) -> None:
         click.echo("no runs" + (" match the query" if query else ""))
         return
     click.echo(c.table(rows, [col for col in RUN_COLUMNS if col != "run_id"]))
+    if len(rows) == limit:
+        click.echo(f"(the newest {limit}; --limit N lists more)", err=True)
 
 
 @cli.command()

@@ -15,6 +15,7 @@ import inspect
 import json
 import pprint
 import re
+import shlex
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -200,7 +201,7 @@ def render_readme(stem: str, shown_notebook: str, shown_module: str, workflows: 
                   schedule: dict[str, str] | None) -> str:
     """The text of ``README.md``: how to run the promoted pipeline."""
     queue_flag = "" if task_queue == "dbosify" else f" --task-queue {task_queue}"
-    args_words = " ".join(f"'{json.dumps(a)}'" for a in args)
+    args_words = " ".join(shlex.quote(json.dumps(a)) for a in args)
     lines = [
         f"# {stem}",
         "",
