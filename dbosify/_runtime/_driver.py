@@ -375,6 +375,7 @@ class RunDriver(RunLocalActivities, RunWaiting, RunActivities, RunMessages, RunC
             self._stop_activities()
             # Closed by whoever terminated it: waiters here read the run again.
             self.process.notify_closed(self.run_id, b"")
+            self.process.spawn(self._apply_close_policies_after())
         elif output.get("timed_out"):
             await self._close_timed_out(output["timed_out"])
 
@@ -618,6 +619,7 @@ class RunDriver(RunLocalActivities, RunWaiting, RunActivities, RunMessages, RunC
             RetryState.RETRY_STATE_TIMEOUT
         await self.visibility_written()
         await self.process.close_run_with_event(self, event, at_ms)
+        await self._apply_close_policies_after()
 
 
 def _recorded(event: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import csv
 import json
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -24,24 +25,36 @@ from typing import Any
 
 from dbosify import pipelines
 from dbosify.client import Client
+
+# The pipeline's activities, at module level so `dbosify worker` serves them with Orders.
+from dbosify.pipelines import ingest_batch, start_ingest  # noqa: F401
 from dbosify.worker import Worker
 
 HERE = Path(__file__).resolve().parent
-WORKDIR = Path(tempfile.gettempdir()) / "dbosify-csv-to-sqlite"
+WORKDIR = Path(os.environ.get("CSV_TO_SQLITE_WORKDIR",
+                              Path(tempfile.gettempdir()) / "dbosify-csv-to-sqlite"))
+
+
+def _source(workdir: Path) -> pipelines.FileFolder:
+    # Files sort by name (one per day), so a new day's file is read after the others.
+    return pipelines.FileFolder(workdir / "incoming", "orders-*.csv",
+                                types={"order_id": int, "quantity": int, "unit_price": float})
+
+
+class Orders(pipelines.IncrementalIngest):
+    """``WORKDIR/incoming/orders-*.csv`` appended to the ``orders`` table of
+    ``WORKDIR/shop.sqlite``."""
+
+    source = _source(WORKDIR)
+    sink = pipelines.SqliteTable(WORKDIR / "shop.sqlite", "orders")
+    write_disposition = "append"
+    batch_size = 10
 
 
 def make_orders(workdir: Path) -> type[pipelines.IncrementalIngest]:
-    """The pipeline, reading ``workdir/incoming`` into ``workdir/shop.sqlite``."""
-
-    class Orders(pipelines.IncrementalIngest):
-        # Files sort by name (one per day), so a new day's file is read after the others.
-        source = pipelines.FileFolder(workdir / "incoming", "orders-*.csv",
-                                      types={"order_id": int, "quantity": int,
-                                             "unit_price": float})
-        sink = pipelines.SqliteTable(workdir / "shop.sqlite", "orders")
-        write_disposition = "append"
-        batch_size = 10
-
+    """``Orders``, pointed at ``workdir``."""
+    Orders.source = _source(workdir)
+    Orders.sink = pipelines.SqliteTable(workdir / "shop.sqlite", "orders")
     return Orders
 
 
