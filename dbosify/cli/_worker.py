@@ -137,6 +137,12 @@ def serve(target: str, task_queue: str, database: str | None, identity: str | No
         signal.signal(sig, lambda number, _frame: early.append(number))
     module = load_module(target)
     workflows, activities = definitions(module)
+    promoted_queue = getattr(module, "TASK_QUEUE", None)
+    if isinstance(promoted_queue, str) and promoted_queue != task_queue:
+        # A promoted module names the queue its schedule starts runs on.
+        logger.warning("%s was promoted for task queue %r but this worker serves %r: its "
+                       "scheduled runs wait for a worker started with --task-queue %s",
+                       target, promoted_queue, task_queue, promoted_queue)
     if not workflows and not activities:
         raise usage(f"{target} defines no @workflow.defn class and no @activity.defn "
                     "function: nothing to serve")

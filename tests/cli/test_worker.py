@@ -144,3 +144,12 @@ def test_module_that_raises_is_one_line_exit_1(tmp_path: Path) -> None:
     out = invoke("worker", "broken.py", "--database", f"sqlite:///{tmp_path / 'db.sqlite'}")
     assert (out.exit_code, out.stderr) == (
         1, "dbosify: error: importing broken.py failed: RuntimeError: boom\n")
+
+
+def test_promoted_module_on_another_queue_is_warned_about(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "promoted.py").write_text("TASK_QUEUE = 'etl'\n")
+    out = invoke("worker", "promoted.py", "--database", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    assert out.exit_code == 2  # defines nothing to serve
+    assert "promoted.py was promoted for task queue 'etl' but this worker serves 'dbosify'" \
+        in caplog.text
