@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import temporalio.client
@@ -9,9 +10,20 @@ import temporalio.client
 from dbosify.cli import _common as c
 
 
+def duration_text(value: timedelta) -> str:
+    """``1d``, ``1h30m``, ``30s``: the way ``--every`` is written."""
+    seconds = int(value.total_seconds())
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or f"{value.total_seconds():g}s"
+
+
 def _spec_text(spec: temporalio.client.ScheduleSpec) -> str:
     parts = [f"cron {e}" for e in spec.cron_expressions]
-    parts += [f"every {i.every}" for i in spec.intervals]
+    parts += [f"every {duration_text(i.every)}" for i in spec.intervals]
     parts += ["calendar" for _ in spec.calendars]
     return ", ".join(parts) or "-"
 

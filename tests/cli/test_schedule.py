@@ -27,7 +27,7 @@ async def test_schedule_commands(database: str, served: Client) -> None:
     assert out.exit_code == 0
     header, _, row = out.stdout.splitlines()
     assert header.split()[:3] == ["ID", "WORKFLOW", "SPEC"]
-    assert row.split()[:4] == ["hourly", "Greet", "every", "1:00:00"]
+    assert row.split()[:4] == ["hourly", "Greet", "every", "1h"]
 
     out = await ainvoke("schedule", "pause", "hourly", "--note", "maintenance",
                         "--database", database)
@@ -56,3 +56,12 @@ async def test_schedule_commands(database: str, served: Client) -> None:
     out = await ainvoke("schedule", "describe", "hourly", "--database", database)
     assert out.exit_code == 1
     assert len(out.stderr.splitlines()) == 1 and "'hourly'" in out.stderr
+
+
+def test_duration_text() -> None:
+    from datetime import timedelta
+
+    from dbosify.cli._schedules import duration_text
+
+    assert [duration_text(timedelta(seconds=s)) for s in (1, 30, 300, 5400, 86400, 90061)] == \
+        ["1s", "30s", "5m", "1h30m", "1d", "1d1h1m1s"]
