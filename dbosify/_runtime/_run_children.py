@@ -76,6 +76,8 @@ class ChildState:
     """The start resolution was handed to the code (so its close may follow)."""
     cancel_requested: bool = False
     cancel_handled: bool = False
+    reason: str = ""
+    """The reason the code gave its cancel."""
     resolved: bool = False
     """The code has seen the child's outcome (it may still run: abandoned, try-cancelled)."""
     closed: bool = False
@@ -237,6 +239,7 @@ class RunChildren:
             child = self.children.get(command.cancel_child_workflow_execution.child_workflow_seq)
             if child is not None and not child.resolved:
                 child.cancel_requested = True
+                child.reason = command.cancel_child_workflow_execution.reason
 
     def _child_job_replayed(self, job: WorkflowActivationJob) -> None:
         """A recorded task resolved a child's start or the child itself (on recovery this is
@@ -305,7 +308,7 @@ class RunChildren:
         start = job.resolve_child_workflow_execution_start
         start.seq = child.seq
         failure = start.cancelled.failure
-        failure.message = "Child Workflow execution cancelled before scheduled"
+        failure.message = f"Child Workflow Execution cancelled before scheduled: {child.reason}"
         failure.cause.canceled_failure_info.SetInParent()
         _failure_info(failure, child, namespace, RetryState.RETRY_STATE_NON_RETRYABLE_FAILURE)
         return job
@@ -372,10 +375,8 @@ class RunChildren:
             f"{self.run_id}/cancel_child/{child.seq}")
         if sent_to is not None:
             process.wake_run(sent_to)
-        if child.command.cancellation_type == _CANCEL_TYPE.WAIT_CANCELLATION_REQUESTED and \
-                not child.resolved:
-            child.resolved = True
-            self._deliver(cancelled_job(child, self.row.namespace))
+        # WAIT_CANCELLATION_REQUESTED resolves with the child's close, as Core's child state
+        # machine does (it stays started after the request), like WAIT_CANCELLATION_COMPLETED.
 
     def _on_child_closed(self, event: InboxEvent) -> None:
         """A child's close came through the inbox: resolve it once its start is delivered."""
@@ -393,6 +394,25 @@ class RunChildren:
         close.ParseFromString(base64.b64decode(data["event"]))
         child.close_job = close_job(child, self.row.namespace, close)
         self.wake.set()
+
+    async def _apply_close_policies_after(self) -> None:
+        """Apply the children's parent close policies once the run was terminated or timed
+        out (Temporal applies them however the parent closed). Not in the close's transaction:
+        a termination is written by whoever asked for it; applying a policy twice is harmless
+        (a closed child is left alone, a cancel request is keyed by this run)."""
+        process = self.process
+        children = [c for c in self.children.values() if not c.closed]
+        if not children or self.row is None:
+            return
+
+        def write() -> list[str]:
+            with process.store.engine.begin() as conn:
+                return apply_parent_close_policies(process.store, conn, self.run_id,
+                                                   self.row.namespace, children,
+                                                   process.identity)
+
+        for run_id in await process.db_call(write):
+            process.wake_run(run_id)
 
     def open_children(self) -> list[ChildState]:
         """Children that may still run (for the parent close policy)."""

@@ -22,6 +22,7 @@ from dbosify.exceptions import (
     ApplicationError,
     CancelledError,
     ChildWorkflowError,
+    RetryState,
     TerminatedError,
     WorkflowAlreadyStartedError,
 )
@@ -107,6 +108,21 @@ class Parent:
                 await first.signal(Kid.finish, "conflict")
                 return f"already started: {err.workflow_id}|{await first}"
             return "started twice"
+        if how == "timeout":
+            try:
+                await workflow.execute_child_workflow(Kid.run, args=["hal", "wait"],
+                                                      execution_timeout=timedelta(seconds=0.5),
+                                                      **opts)
+            except ChildWorkflowError as err:
+                return f"{type(err.cause).__name__}|{err.retry_state}"
+            return "no timeout"
+        if how == "outlive":
+            # The child is terminated from outside; the parent then waits to be terminated.
+            try:
+                await workflow.execute_child_workflow(Kid.run, args=["ida", "wait"], **opts)
+            except ChildWorkflowError as err:
+                return f"{type(err.cause).__name__}"
+            return "no error"
         if how.startswith("leave:"):
             policy = workflow.ParentClosePolicy[how.split(":")[1]]
             await workflow.start_child_workflow(Kid.run, args=["fay", "wait"],
@@ -184,7 +200,8 @@ async def test_signal_a_child_through_its_handle(client: Client) -> None:
     await _replay(history)
 
 
-@pytest.mark.parametrize("ctype", ["TRY_CANCEL", "WAIT_CANCELLATION_COMPLETED", "ABANDON"])
+@pytest.mark.parametrize("ctype", ["TRY_CANCEL", "WAIT_CANCELLATION_COMPLETED",
+                                   "WAIT_CANCELLATION_REQUESTED", "ABANDON"])
 async def test_cancel_a_child(client: Client, ctype: str) -> None:
     async with _worker(client):
         result = await client.execute_workflow(Parent.run, args=[f"cancel:{ctype}", "kid-c"],
@@ -205,7 +222,8 @@ async def test_cancel_a_child(client: Client, ctype: str) -> None:
     if ctype != "ABANDON":
         assert EventType.EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED in \
             _types(history)
-    if ctype == "WAIT_CANCELLATION_COMPLETED":
+    if ctype.startswith("WAIT_"):
+        # Core resolves both waiting types with the child's close.
         assert EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED in _types(history)
     await _replay(history)
 
@@ -266,3 +284,51 @@ async def test_a_retried_child_is_followed_to_its_last_attempt(client: Client) -
     async with Worker(client, task_queue=Q, workflows=[RetryParent, Kid]):
         assert await client.execute_workflow(RetryParent.run, id="parent-r",
                                              task_queue=Q) == "attempt 2|ok"
+
+
+async def test_a_child_that_times_out(client: Client) -> None:
+    async with _worker(client):
+        result = await client.execute_workflow(Parent.run, args=["timeout", "kid-t"],
+                                               id="parent-t", task_queue=Q)
+        history = await client.get_workflow_handle("parent-t").fetch_history()
+    assert result == f"TimeoutError|{RetryState.TIMEOUT}"
+    assert EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT in _types(history)
+    await _replay(history)
+
+
+async def test_a_child_terminated_from_outside(client: Client) -> None:
+    async with _worker(client):
+        parent = await client.start_workflow(Parent.run, args=["outlive", "kid-z"],
+                                             id="parent-z", task_queue=Q)
+        kid = client.get_workflow_handle("kid-z")
+        for _ in range(100):
+            try:
+                if (await kid.describe()).status == WorkflowExecutionStatus.RUNNING:
+                    break
+            except Exception:  # Not started yet.
+                pass
+            await asyncio.sleep(0.05)
+        await kid.terminate("from outside")
+        assert await parent.result() == "TerminatedError"
+        history = await parent.fetch_history()
+    assert EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED in _types(history)
+    await _replay(history)
+
+
+async def test_terminating_the_parent_applies_its_close_policy(client: Client) -> None:
+    async with _worker(client):
+        parent = await client.start_workflow(Parent.run, args=["outlive", "kid-y"],
+                                             id="parent-y", task_queue=Q)
+        kid = client.get_workflow_handle("kid-y")
+        for _ in range(100):
+            try:
+                if (await kid.describe()).status == WorkflowExecutionStatus.RUNNING:
+                    break
+            except Exception:  # Not started yet.
+                pass
+            await asyncio.sleep(0.05)
+        await parent.terminate("parent goes")
+        with pytest.raises(Exception) as info:
+            await kid.result()
+        assert isinstance(info.value.__cause__, TerminatedError)
+        assert (await kid.describe()).status == WorkflowExecutionStatus.TERMINATED
