@@ -104,6 +104,13 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _typed(schema: Schema, keep_nulls: bool) -> Schema:
+    """The columns to make a table with: those with a type (all of them when every column is
+    null so far, or when ``keep_nulls``)."""
+    typed = {c: t for c, t in schema.items() if t != "null"}
+    return dict(schema) if keep_nulls or not typed else typed
+
+
 def _dedupe(rows: list[Row], key: Sequence[str]) -> list[Row]:
     """The last row per primary key (a batch may update one key twice)."""
     latest: dict[tuple[Any, ...], Row] = {}
@@ -233,22 +240,32 @@ class PostgresTable(Sink):
             if done is not None:
                 return Written(int(done[1]), json.loads(done[0]), already=True)
             existing = self._columns(conn)
+            # A column with only nulls so far is made when a value shows its type (a raw CSV
+            # batch names every column of its header: those are made, as text if null).
+            keep_nulls = batch.raw is not None
             if not existing:
-                if schema:
-                    self._create(conn, schema, batch.primary_key)
-                    existing = dict(schema)
+                made = _typed(schema, keep_nulls)
+                if made:
+                    self._create(conn, made, batch.primary_key)
+                    existing = dict(made)
             else:
                 for column in evolve(existing, schema, where):
-                    conn.execute(f"ALTER TABLE {self._qualified} ADD COLUMN {_ident(column)} "
-                                 f"{_PG_TYPES[schema[column]]}")
-                    existing[column] = schema[column]
+                    if schema[column] != "null" or keep_nulls:
+                        conn.execute(f"ALTER TABLE {self._qualified} ADD COLUMN "
+                                     f"{_ident(column)} {_PG_TYPES[schema[column]]}")
+                        existing[column] = schema[column]
             if batch.first and batch.disposition == "replace" and existing:
                 conn.execute(f"DELETE FROM {self._qualified}")
             rows = batch.rows
             if batch.raw is not None:
                 self._copy_raw(conn, batch.raw, where)
+            elif rows and not any(c in existing for c in schema):
+                # Every value of these rows is null, in columns not made yet.
+                with conn.cursor() as cur:
+                    cur.executemany(f"INSERT INTO {self._qualified} DEFAULT VALUES",
+                                    [()] * len(rows))
             elif rows:
-                columns = list(schema)
+                columns = [c for c in schema if c in existing]
                 if batch.disposition == "merge":
                     self._merge(conn, _dedupe(rows, batch.primary_key), columns, schema,
                                 batch.primary_key)
@@ -405,21 +422,27 @@ class SqliteTable(Sink):
         existing = {r[1]: _SQLITE_BACK.get(str(r[2]).upper(), str(r[2]).lower())
                     for r in conn.execute(f"PRAGMA table_info({table})")}
         if not existing:
-            if schema:
-                columns = ", ".join(f"{_ident(c)} {_SQLITE_TYPES[t]}" for c, t in schema.items())
+            made = _typed(schema, False)
+            if made:
+                columns = ", ".join(f"{_ident(c)} {_SQLITE_TYPES[t]}" for c, t in made.items())
                 pk = (f", PRIMARY KEY ({', '.join(_ident(k) for k in batch.primary_key)})"
                       if batch.primary_key else "")
                 conn.execute(f"CREATE TABLE {table} ({columns}{pk})")
-                existing = dict(schema)
+                existing = dict(made)
         else:
             for column in evolve(existing, schema, where):
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {_ident(column)} "
-                             f"{_SQLITE_TYPES[schema[column]]}")
+                if schema[column] != "null":  # made when a value shows its type
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {_ident(column)} "
+                                 f"{_SQLITE_TYPES[schema[column]]}")
+                    existing[column] = schema[column]
         if batch.first and batch.disposition == "replace" and existing:
             conn.execute(f"DELETE FROM {table}")
         rows = batch.rows
-        if rows:
-            columns_list = list(schema)
+        if rows and not any(c in existing for c in schema):
+            # Every value of these rows is null, in columns not made yet.
+            conn.executemany(f"INSERT INTO {table} DEFAULT VALUES", [()] * len(rows))
+        elif rows:
+            columns_list = [c for c in schema if c in existing]
             names = ", ".join(_ident(c) for c in columns_list)
             marks = ", ".join("?" for _ in columns_list)
             sql = f"INSERT INTO {table} ({names}) VALUES ({marks})"

@@ -195,3 +195,18 @@ async def test_a_csv_bulk_load_and_its_type_conflict(client: Client, serve: Any,
         [(1500, sum(i + 0.5 for i in range(1500)), 750)]
     found, cursor = sink.last_cursor("Bulk", "")
     assert found and cursor["key"] == ["a.csv"] and cursor["complete"]
+
+
+async def test_a_column_null_at_first_takes_the_type_of_its_first_value(
+        client: Client, serve: Any, kit: SinkKit) -> None:
+    table = kit.table("late")
+    rows: list[dict[str, Any]] = [{"id": 0, "score": None}, {"id": 1, "score": None},
+                                  {"id": 2, "score": 7}, {"id": 3, "score": None}]
+    rows += [{"id": 4, "score": 9, "extra": None}]
+    Late = pipeline("Late", source=pipelines.IterableSource(rows), sink=kit.sink(table),
+                    batch_size=2)
+    async with serve([Late]):
+        assert (await run(client, Late)).rows == 5
+    assert kit.columns(table) == ["id", "score"]
+    assert kit.query(f'SELECT id, score FROM "{table}" ORDER BY id') == \
+        [(0, None), (1, None), (2, 7), (3, None), (4, 9)]
