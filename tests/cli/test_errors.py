@@ -15,6 +15,7 @@ UNREACHABLE = "postgresql://nobody@127.0.0.1:1/dbosify"
 @pytest.mark.parametrize("args", [
     ("runs",), ("result", "x"), ("show", "x"), ("start", "Greet", '"a"'), ("cancel", "x"),
     ("schedule", "list"), ("signal", "x", "s"),
+    ("worker", str(Path(__file__).with_name("app.py"))),
 ])
 def test_unreachable_database_is_one_line_exit_1(args: tuple[str, ...]) -> None:
     out = invoke(*args, "--database", UNREACHABLE)
