@@ -34,6 +34,15 @@ class OneActivity:
 
 
 @workflow.defn
+class OneLocalActivity:
+    """L1: one local activity, then return (W1 with ``execute_local_activity``)."""
+
+    @workflow.run
+    async def run(self, x: int) -> int:
+        return await workflow.execute_local_activity(bump, x, start_to_close_timeout=_TIMEOUT)
+
+
+@workflow.defn
 class ThreeActivities:
     """W2: three activities in sequence."""
 
@@ -68,7 +77,7 @@ class AwaitSignal:
         return self.ready
 
 
-ENGINE_WORKFLOWS = [OneActivity, ThreeActivities, AwaitSignal]
+ENGINE_WORKFLOWS = [OneActivity, OneLocalActivity, ThreeActivities, AwaitSignal]
 ENGINE_ACTIVITIES = [bump]
 
 

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,10 +31,12 @@ logger = logging.getLogger("bench")
 PG_SERVER = os.environ.get("DBOSIFY_BENCH_POSTGRES_SERVER", "postgresql://postgres@127.0.0.1:5432")
 PG_DATABASE = "dbosify_bench"
 BACKENDS = ("sqlite", "postgres")
-WORKLOADS = ("W1", "W2", "W3", "N1", "N2", "C1", "P1")
+WORKLOADS = ("W1", "L1", "W2", "W3", "N1", "N2", "C1", "P1")
 WORKLOAD_TIMEOUT_S = 180.0
 
 W1_TARGET_RATIO = 2.0
+L1_TARGET_RATIO = 1.0
+"""A local activity must cost less than a normal one (issue 9 §4)."""
 W2_TARGET_RATIO = 0.6
 W3_TARGET_P50_MS = {"postgres": 20.0, "sqlite": 50.0}
 
@@ -165,6 +167,24 @@ async def sequential_latencies(call: Callable[[int], Awaitable[Any]], warmup: in
     return result
 
 
+async def alternating_latencies(calls: Sequence[Callable[[int], Awaitable[Any]]], warmup: int,
+                                n: int) -> list[Latencies]:
+    """As :func:`sequential_latencies` for several calls taken in turn (one of each, then
+    again), so each sees the same load and the same state of the database."""
+    for i in range(warmup):
+        for call in calls:
+            await call(-1 - i)
+    results = [Latencies() for _ in calls]
+    for i in range(n):
+        for call, result in zip(calls, results, strict=True):
+            cpu = time.process_time()
+            start = time.perf_counter()
+            await call(i)
+            result.samples.append(time.perf_counter() - start)
+            result.cpu_s += time.process_time() - cpu
+    return results
+
+
 async def concurrent_rate(start_one: Callable[[int], Awaitable[Any]],
                           wait_one: Callable[[Any], Awaitable[Any]], n: int) -> Throughput:
     """``n`` runs started together (``start_one``), then all awaited (``wait_one``)."""
@@ -234,8 +254,10 @@ async def floor_block(url: str, w1_n: int, warmup: int, w2_n: int) -> tuple[Late
 
 
 async def engine_block(url: str, w1_n: int, warmup: int, w2_n: int,
-                       w3_n: int) -> tuple[Latencies, Throughput | None, Latencies]:
-    """W1, W2 and W3 through dbosify's Client and Worker; dbosify is closed after the block."""
+                       w3_n: int, l1_n: int = 0
+                       ) -> tuple[Latencies, Throughput | None, Latencies, Latencies]:
+    """W1, L1, W2 and W3 through dbosify's Client and Worker; dbosify is closed after the
+    block."""
     from bench import _workloads as wl
     from dbosify._runtime._process import close_current
     from dbosify.client import Client
@@ -246,13 +268,24 @@ async def engine_block(url: str, w1_n: int, warmup: int, w2_n: int,
     try:
         async with Worker(client, task_queue=queue, workflows=wl.ENGINE_WORKFLOWS,
                           activities=wl.ENGINE_ACTIVITIES):
-            w1 = Latencies()
-            if w1_n:
-                async def one(i: int) -> Any:
-                    return await client.execute_workflow(
-                        wl.OneActivity.run, i, id=f"w1-{uuid.uuid4()}", task_queue=queue)
+            async def one(i: int) -> Any:
+                return await client.execute_workflow(
+                    wl.OneActivity.run, i, id=f"w1-{uuid.uuid4()}", task_queue=queue)
 
+            async def one_local(i: int) -> Any:
+                return await client.execute_workflow(
+                    wl.OneLocalActivity.run, i, id=f"l1-{uuid.uuid4()}", task_queue=queue)
+
+            w1, l1 = Latencies(), Latencies()
+            if w1_n and l1_n:
+                # L1 is compared with W1: taken in turns, run by run.
+                w1, l1 = await asyncio.wait_for(
+                    alternating_latencies([one, one_local], warmup, w1_n), WORKLOAD_TIMEOUT_S)
+            elif w1_n:
                 w1 = await asyncio.wait_for(sequential_latencies(one, warmup, w1_n),
+                                            WORKLOAD_TIMEOUT_S)
+            elif l1_n:
+                l1 = await asyncio.wait_for(sequential_latencies(one_local, warmup, l1_n),
                                             WORKLOAD_TIMEOUT_S)
             w2 = None
             if w2_n:
@@ -274,7 +307,7 @@ async def engine_block(url: str, w1_n: int, warmup: int, w2_n: int,
                     signal_round_trips(client, queue, w3_n, min(warmup, 5)), WORKLOAD_TIMEOUT_S)
     finally:
         await asyncio.to_thread(close_current)
-    return w1, w2, w3
+    return w1, w2, w3, l1
 
 
 async def signal_round_trips(client: Any, queue: str, n: int, warmup: int) -> Latencies:
@@ -322,6 +355,9 @@ async def measure(backend: str, url: str, args: argparse.Namespace) -> list[dict
     workloads = set(args.workloads)
     rounds = max(1, args.rounds)
     w1_parts = split(args.n1 if "W1" in workloads else 0, rounds)
+    # L1 runs in turns with W1 in each dbosify block, so the ratio compares like with like.
+    l1_parts = split(args.n1 if "L1" in workloads else 0, rounds)
+    l1 = Latencies()
     w1, w1_floor = Latencies(), Latencies()
     w2 = w2_floor = None
     w3 = Latencies()
@@ -338,12 +374,14 @@ async def measure(backend: str, url: str, args: argparse.Namespace) -> list[dict
             part, tp = await floor_block(url, w1_parts[r], warmup, w2_n)
             w1_floor.extend(part)
             w2_floor = tp.add(w2_floor) if tp else w2_floor
-        if w1_parts[r] or w2_n or w3_n:
+        if w1_parts[r] or w2_n or w3_n or l1_parts[r]:
             logger.info("[%s] round %d/%d: dbosify (W1 %d%s%s)", backend, r + 1, rounds,
                         w1_parts[r], f", W2 {w2_n}" if w2_n else "",
                         f", W3 {w3_n}" if w3_n else "")
-            part, tp, sig = await engine_block(url, w1_parts[r], warmup, w2_n, w3_n)
+            part, tp, sig, local = await engine_block(url, w1_parts[r], warmup, w2_n, w3_n,
+                                                      l1_parts[r])
             w1.extend(part)
+            l1.extend(local)
             w2 = tp.add(w2) if tp else w2
             w3.extend(sig)
         if n1_parts[r]:
@@ -353,7 +391,23 @@ async def measure(backend: str, url: str, args: argparse.Namespace) -> list[dict
                         n1_parts[r])
             n1.extend(await asyncio.to_thread(magic_wait_latencies, url, n1_parts[r], warmup))
     lines = result_lines(backend, args, w1, w1_floor, w2, w2_floor, w3)
-    return lines + notebook_lines(backend, args, w1, n1)
+    return lines + local_lines(backend, args, w1, l1) + notebook_lines(backend, args, w1, n1)
+
+
+def local_lines(backend: str, args: argparse.Namespace, w1: Latencies,
+                l1: Latencies) -> list[dict[str, Any]]:
+    """L1: a one-local-activity workflow, beside W1 of the same run (it should cost less: no
+    activity task, its result recorded with the activation that receives it)."""
+    if not l1.samples:
+        return []
+    fields = l1.fields()
+    w1_p50 = w1.fields()["p50_ms"] if w1.samples else None
+    ratio = round(fields["p50_ms"] / w1_p50, 3) if w1_p50 else None
+    return [{"workload": "L1", "backend": backend, "rounds": args.rounds,
+             "loadavg_1m": round(os.getloadavg()[0], 2), "n": len(l1.samples), **fields,
+             "w1_p50_ms": w1_p50, "ratio": ratio,
+             "target": f"ratio <= {L1_TARGET_RATIO:g} (p50 / W1 p50)",
+             "met": ratio <= L1_TARGET_RATIO if ratio is not None else None}]
 
 
 def notebook_lines(backend: str, args: argparse.Namespace, w1: Latencies,
@@ -475,7 +529,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=(*BACKENDS, "all"), default="all")
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
-                        help="comma-separated subset of W1,W2,W3,N1,N2,C1,P1")
+                        help="comma-separated subset of W1,L1,W2,W3,N1,N2,C1,P1")
     parser.add_argument("--n1", type=int, default=200, help="W1 runs (default 200)")
     parser.add_argument("--n2", type=int, default=500, help="W2 concurrent runs (default 500)")
     parser.add_argument("--n3", type=int, default=100, help="W3 round trips (default 100)")

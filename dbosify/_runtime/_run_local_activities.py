@@ -316,6 +316,14 @@ class RunLocalActivities:
         token = f"{self.run_id}/L{la.seq}/{la.attempt}".encode()
         start = self._local_start(la, now)
         la.token, la.runner = token, runner
+        if deadline is None:
+            try:
+                return await runner.execute(token, start)
+            except asyncio.CancelledError:
+                runner.cancel(token, ActivityCancelReason.CANCELLED)
+                raise
+            finally:
+                la.token = None
         execution = asyncio.ensure_future(runner.execute(token, start))
         try:
             timeout = None if deadline is None else max(deadline - now_ms(), 0) / 1000
