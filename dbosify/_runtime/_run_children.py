@@ -340,8 +340,16 @@ class RunChildren:
         job = WorkflowActivationJob()
         start = job.resolve_child_workflow_execution_start
         start.seq = child.seq
+        def write_once() -> tuple[bool, Any]:
+            try:
+                return write()
+            except sa.exc.IntegrityError:
+                # A run of the id started between the policy check and the insert (the
+                # one-running-run index): check again, and fail as a conflict if it runs.
+                return write()
+
         try:
-            created, row = await process.db_call(write)
+            created, row = await process.db_call(write_once)
         except WorkflowAlreadyStarted:
             process.forget_run(run_id)
             start.failed.workflow_id = cmd.workflow_id

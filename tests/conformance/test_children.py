@@ -17,7 +17,7 @@ from temporalio.api.enums.v1 import EventType
 
 from dbosify import workflow
 from dbosify.client import Client, WorkflowExecutionStatus
-from dbosify.common import RetryPolicy
+from dbosify.common import RetryPolicy, WorkflowIDReusePolicy
 from dbosify.exceptions import (
     ApplicationError,
     CancelledError,
@@ -123,6 +123,16 @@ class Parent:
             except ChildWorkflowError as err:
                 return f"{type(err.cause).__name__}"
             return "no error"
+        if how.startswith("reuse:"):
+            # The id of a closed child again, under the given reuse policy.
+            policy = WorkflowIDReusePolicy[how.split(":")[1]]
+            first: str = await workflow.execute_child_workflow(Kid.run, args=["jo"], **opts)
+            try:
+                second: str = await workflow.execute_child_workflow(
+                    Kid.run, args=["jo2"], id_reuse_policy=policy, **opts)
+            except WorkflowAlreadyStartedError:
+                return f"{first}|already started"
+            return f"{first}|{second}"
         if how.startswith("leave:"):
             policy = workflow.ParentClosePolicy[how.split(":")[1]]
             await workflow.start_child_workflow(Kid.run, args=["fay", "wait"],
@@ -332,3 +342,14 @@ async def test_terminating_the_parent_applies_its_close_policy(client: Client) -
             await kid.result()
         assert isinstance(info.value.__cause__, TerminatedError)
         assert (await kid.describe()).status == WorkflowExecutionStatus.TERMINATED
+
+
+@pytest.mark.parametrize("policy,second", [("ALLOW_DUPLICATE", f"hello jo2 from {Q}"),
+                                           ("REJECT_DUPLICATE", "already started")])
+async def test_child_id_reuse_policy(client: Client, policy: str, second: str) -> None:
+    async with _worker(client):
+        result = await client.execute_workflow(Parent.run, args=[f"reuse:{policy}", "kid-u"],
+                                               id="parent-u", task_queue=Q)
+        history = await client.get_workflow_handle("parent-u").fetch_history()
+    assert result == f"hello jo from {Q}|{second}"
+    await _replay(history)

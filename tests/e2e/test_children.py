@@ -39,6 +39,13 @@ async def test_parent_killed_while_its_child_runs(client: Client, cluster: Clust
     if line == CHILD_STARTING_LINE:
         # Recorded, not carried out: the child does not exist until the parent is recovered.
         assert [r async for r in client.list_workflows(f"WorkflowId = '{wid}-kid'")] == []
+    else:
+        # The child finishes while its parent has no worker: its close waits in the inbox.
+        await cluster.wait_for(lambda: cluster.marks(act=f"kid-{wid}", event="start") or None,
+                               "the child's activity to start")
+        cluster.release()
+        kid = client.get_workflow_handle(f"{wid}-kid")
+        assert await result_of(kid, cluster) == f"kid-{wid}"
     # The same identity on the same host: it takes its dead predecessor's runs at once.
     again = cluster.start(PARENT_QUEUE, "e2e-parents")
     await cluster.ready(again)
