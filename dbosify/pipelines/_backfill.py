@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -57,6 +57,10 @@ class Backfill(Template):
 
     def __init__(self) -> None:
         self._progress = BackfillProgress()
+
+    if TYPE_CHECKING:
+        # Made for each subclass when it is defined (see Template); declared for type checkers.
+        async def run(self, partitions: list[Any]) -> BackfillResult: ...
 
     @classmethod
     def _check_settings(cls) -> None:

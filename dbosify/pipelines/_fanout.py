@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from temporalio import workflow
 
@@ -34,6 +34,10 @@ class FanOut(Template):
     def __init__(self) -> None:
         self._total = 0
         self._done = 0
+
+    if TYPE_CHECKING:
+        # Made for each subclass when it is defined (see Template); declared for type checkers.
+        async def run(self, items: list[Any]) -> list[Any]: ...
 
     @classmethod
     def _check_settings(cls) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from temporalio import activity, workflow
 
@@ -103,6 +103,10 @@ class IncrementalIngest(Template):
 
     def __init__(self) -> None:
         self._state: IngestState | None = None
+
+    if TYPE_CHECKING:
+        # Made for each subclass when it is defined (see Template); declared for type checkers.
+        async def run(self, state: IngestState | None = None) -> IngestResult: ...
 
     @classmethod
     def _check_settings(cls) -> None:

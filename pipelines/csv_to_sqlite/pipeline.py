@@ -75,11 +75,11 @@ async def run(workdir: Path, database: str) -> dict[str, Any]:
     client = await Client.connect(database)
     async with Worker(client, task_queue="csv-to-sqlite", workflows=[orders],
                       activities=pipelines.ACTIVITIES):
-        first = await client.execute_workflow(orders.run,  # type: ignore[attr-defined]
+        first = await client.execute_workflow(orders.run,
                                               id=f"orders-{uuid.uuid4()}",
                                               task_queue="csv-to-sqlite")
         drop_new_day(incoming)
-        second = await client.execute_workflow(orders.run,  # type: ignore[attr-defined]
+        second = await client.execute_workflow(orders.run,
                                                id=f"orders-{uuid.uuid4()}",
                                                task_queue="csv-to-sqlite")
     with sqlite3.connect(workdir / "shop.sqlite") as conn:

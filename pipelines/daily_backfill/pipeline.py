@@ -77,11 +77,11 @@ async def run(database: str, start: str, end: str) -> dict[str, Any]:
     client = await Client.connect(database)
     async with Worker(client, task_queue="daily-backfill", workflows=[DailyViews],
                       activities=[compute_day]):
-        handle = await client.start_workflow(DailyViews.run, days,  # type: ignore[attr-defined]
+        handle = await client.start_workflow(DailyViews.run, days,
                                              id=f"daily-views-{uuid.uuid4()}",
                                              task_queue="daily-backfill")
         result: pipelines.BackfillResult = await handle.result()
-        progress = await handle.query(DailyViews.progress)  # type: ignore[attr-defined]
+        progress = await handle.query(DailyViews.progress)
     with sqlite3.connect(DATA["warehouse"]) as conn:
         stored, views = conn.execute("SELECT count(*), sum(views) FROM daily_views").fetchone()
         raw = conn.execute("SELECT count(*) FROM page_views").fetchone()[0]

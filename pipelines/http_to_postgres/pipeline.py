@@ -86,14 +86,14 @@ async def run(postgres: str, table: str) -> dict[str, Any]:
         client = await Client.connect(postgres)
         async with Worker(client, task_queue="http-to-postgres", workflows=[products],
                           activities=pipelines.ACTIVITIES):
-            first = await client.execute_workflow(products.run,  # type: ignore[attr-defined]
+            first = await client.execute_workflow(products.run,
                                                   id=f"products-{uuid.uuid4()}",
                                                   task_queue="http-to-postgres")
             # The catalogue changes: a price cut, and five new products.
             CATALOGUE[0]["price"] = 1.99
             CATALOGUE.extend({"sku": f"SKU-{n:04d}", "name": f"Product {n}", "price": 9.5,
                               "in_stock": True} for n in range(54, 59))
-            second = await client.execute_workflow(products.run,  # type: ignore[attr-defined]
+            second = await client.execute_workflow(products.run,
                                                    id=f"products-{uuid.uuid4()}",
                                                    task_queue="http-to-postgres")
     with psycopg.connect(postgres) as conn:

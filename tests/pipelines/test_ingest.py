@@ -24,7 +24,7 @@ def pipeline(name: str, **settings: Any) -> type[IncrementalIngest]:
 
 async def run(client: Client, cls: type[IncrementalIngest]) -> pipelines.IngestResult:
     result: pipelines.IngestResult = await client.execute_workflow(
-        cls.run, id=f"ingest-{uuid.uuid4()}", task_queue="q")  # type: ignore[attr-defined]
+        cls.run, id=f"ingest-{uuid.uuid4()}", task_queue="q")
     return result
 
 

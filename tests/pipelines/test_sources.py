@@ -34,7 +34,7 @@ class _Api(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        self.server.requests.append(self.path)  # type: ignore[attr-defined]
+        self.server.requests.append(self.path)
         if parts.path == "/numbered":
             size = int(query.get("page_size", 10))
             page = int(query["page"])
@@ -62,7 +62,7 @@ class _Api(BaseHTTPRequestHandler):
 @pytest.fixture
 def api() -> Iterator[ThreadingHTTPServer]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
-    server.requests = []  # type: ignore[attr-defined]
+    server.requests = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -82,7 +82,7 @@ def pipeline(name: str, **settings: Any) -> type[IncrementalIngest]:
 
 async def run(client: Client, cls: type[IncrementalIngest]) -> pipelines.IngestResult:
     result: pipelines.IngestResult = await client.execute_workflow(
-        cls.run, id=f"ingest-{uuid.uuid4()}", task_queue="q")  # type: ignore[attr-defined]
+        cls.run, id=f"ingest-{uuid.uuid4()}", task_queue="q")
     return result
 
 
@@ -100,7 +100,7 @@ async def test_http_pages_by_number_and_by_link(client: Client, serve: Any, kit:
         linked = await run(client, Linked)
     # 23 records in pages of 5: five pages, the last one short (so no sixth request).
     assert (numbered.rows, numbered.batches) == (23, 5)
-    pages = [p for p in api.requests if p.startswith("/numbered")]  # type: ignore[attr-defined]
+    pages = [p for p in api.requests if p.startswith("/numbered")]
     assert [parse_qs(urlsplit(p).query)["page"][0] for p in pages] == ["1", "2", "3", "4", "5"]
     assert (linked.rows, linked.batches) == (23, 3)
     for table in (numbered_table, linked_table):
