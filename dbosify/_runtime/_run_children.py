@@ -444,6 +444,21 @@ def write_close_followups(store: Store, conn: sa.Connection, driver: Any, close_
         parent = notify_parent(store, conn, driver.row, close_event)
         if parent is not None:
             wake.append(parent)
+    for child in list(driver.children.values()):
+        if not child.starting and not child.cancel_requested and \
+                child.command.parent_close_policy == _POLICY.PARENT_CLOSE_POLICY_ABANDON:
+            # Asked for in the task that closes the run, and meant to outlive it: started here,
+            # for any worker of its task queue to claim (Temporal's server starts it too).
+            child.starting = True
+            req = child_request(child.command, driver.row, identity)
+            try:
+                start_run(store, req, owner=None, conn=conn,
+                          run_id=child_run_id(driver.run_id, child.seq),
+                          parent_workflow_id=driver.row.workflow_id,
+                          parent_run_id=driver.run_id)
+            except WorkflowAlreadyStarted:
+                logger.warning("child workflow %r of %r was not started: its id is running",
+                               child.command.workflow_id, driver.row.workflow_id)
     if driver.children:
         wake += apply_parent_close_policies(store, conn, driver.run_id, driver.row.namespace,
                                             driver.open_children(), identity)

@@ -64,6 +64,9 @@ class Kid:
 class Parent:
     """Runs one child in the way ``how`` says; returns what it saw."""
 
+    def __init__(self) -> None:
+        self.forgotten: asyncio.Future[Any] | None = None
+
     @workflow.run
     async def run(self, how: str, child_id: str, mode: str = "greet",
                   queue: str = "") -> str:
@@ -133,6 +136,12 @@ class Parent:
             except WorkflowAlreadyStartedError:
                 return f"{first}|already started"
             return f"{first}|{second}"
+        if how == "fire-and-forget":
+            # The start is asked for in the task that completes the parent.
+            self.forgotten = asyncio.ensure_future(workflow.start_child_workflow(
+                Kid.run, args=["kay", "wait"],
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON, **opts))
+            return "forgotten"
         if how.startswith("leave:"):
             policy = workflow.ParentClosePolicy[how.split(":")[1]]
             await workflow.start_child_workflow(Kid.run, args=["fay", "wait"],
@@ -353,3 +362,18 @@ async def test_child_id_reuse_policy(client: Client, policy: str, second: str) -
         history = await client.get_workflow_handle("parent-u").fetch_history()
     assert result == f"hello jo from {Q}|{second}"
     await _replay(history)
+
+
+async def test_a_child_started_by_the_closing_task_is_started(client: Client) -> None:
+    async with _worker(client):
+        assert await client.execute_workflow(Parent.run, args=["fire-and-forget", "kid-k"],
+                                             id="parent-k", task_queue=Q) == "forgotten"
+        kid = client.get_workflow_handle("kid-k")
+        for _ in range(100):
+            try:
+                await kid.signal(Kid.finish, "test")
+                break
+            except Exception:  # Not started yet.
+                await asyncio.sleep(0.05)
+        assert await kid.result() == "kay finished by test"
+        assert (await kid.describe()).parent_id == "parent-k"
