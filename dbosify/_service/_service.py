@@ -83,6 +83,7 @@ RUNNING = S.WORKFLOW_EXECUTION_STATUS_RUNNING
 _QUERY_WAIT_S = 10.0
 """How long a query waits for the process that drives the run before replaying it here."""
 _LONG_POLL_S = 20.0
+_POLL_AGAIN = b"dbosify:poll-again"
 """A result long-poll answers with an empty page after this long; temporalio's client polls
 again (the way a Temporal server caps its long-polls)."""
 
@@ -280,7 +281,11 @@ class DatabaseService(ScheduleService, AsyncActivityService, temporalio.service.
         else:
             row = await self._run(namespace, execution.workflow_id, execution.run_id)
         if row.status == RUNNING:
-            return GetWorkflowExecutionHistoryResponse()
+            # A capped long poll that saw no close: an empty page *with* a page token, as a
+            # Temporal server answers, so temporalio's client polls again (a page without one
+            # ends its iteration: result() would raise "No completion event found").
+            return GetWorkflowExecutionHistoryResponse(
+                next_page_token=_POLL_AGAIN if req.wait_new_event else b"")
         event = HistoryEvent()
         event.ParseFromString(row.close_event)
         event.event_id = max(row.history_length, 1)

@@ -135,7 +135,7 @@ def test_earlier_readme_example(database: str, tmp_path: Path, config: str) -> N
 def test_function_scoped_event_loops(database: str, tmp_path: Path) -> None:
     """A pytest-asyncio suite with a new loop per test: workers in successive tests work, and
     a worker left running on a loop that closed (or killed by a timeout) poisons nothing; the
-    run it drove continues on the next test's worker."""
+    run it drove continues on the next test's worker; one client serves every test's loop."""
     suite = tmp_path / "suite"
     suite.mkdir()
     (suite / "test_user_suite.py").write_text((PROGRAMS / "function_loops.py").read_text())
@@ -148,7 +148,7 @@ def test_function_scoped_event_loops(database: str, tmp_path: Path) -> None:
                                                              DBOSIFY_DATABASE_URL=database),
         timeout=240, check=False)
     out = proc.stdout
-    assert "4 passed" in out and "1 failed" in out, out[-6000:] + proc.stderr[-3000:]
+    assert "6 passed" in out and "1 failed" in out, out[-6000:] + proc.stderr[-3000:]
     assert "FAILED test_user_suite.py::test_4_times_out" in out, out[-4000:]
     assert "one event loop" not in out
 

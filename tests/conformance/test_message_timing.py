@@ -169,3 +169,23 @@ async def test_update_with_start_that_finishes_the_run(client: Client) -> None:
         assert result == "finished with v"
         handle = await start.workflow_handle()
         assert await asyncio.wait_for(handle.result(), 30) == "run saw v"
+
+
+@workflow.defn
+class Slow:
+    @workflow.run
+    async def run(self, seconds: float) -> str:
+        await workflow.sleep(seconds)
+        return "slept"
+
+
+async def test_result_outlasts_the_long_poll(client: Client,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """result() of a run that outlasts several capped long polls (found by a user's suite:
+    a poll that timed out ended temporalio's wait with "No completion event found")."""
+    from dbosify._service import _service
+
+    monkeypatch.setattr(_service, "_LONG_POLL_S", 0.3)
+    async with Worker(client, task_queue=Q, workflows=[Slow]):
+        handle = await client.start_workflow(Slow.run, 1.5, id=_id("slow"), task_queue=Q)
+        assert await handle.result() == "slept"

@@ -92,3 +92,26 @@ async def test_5_after() -> None:
         handle = client.get_workflow_handle("left")
         await handle.signal(Waiter.give, "done")
         assert await asyncio.wait_for(handle.result(), 30) == "done"
+
+
+SHARED: dict[str, Client] = {}
+
+
+async def shared_client() -> Client:
+    """One client for the whole suite (made on the first test's loop), as a session fixture."""
+    if "client" not in SHARED:
+        SHARED["client"] = await Client.connect(URL)
+    return SHARED["client"]
+
+
+async def test_6_shared_client_first() -> None:
+    client = await shared_client()
+    async with worker(client):
+        assert await client.execute_workflow(Doubler.run, 6, id="six", task_queue=Q) == 12
+    await client.start_workflow(Doubler.run, 7, id="seven", task_queue=Q)  # No worker now.
+
+
+async def test_7_shared_client_on_a_new_loop() -> None:
+    client = await shared_client()
+    async with worker(client):
+        assert await client.get_workflow_handle("seven").result() == 14
