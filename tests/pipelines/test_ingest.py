@@ -210,3 +210,42 @@ async def test_a_column_null_at_first_takes_the_type_of_its_first_value(
     assert kit.columns(table) == ["id", "score"]
     assert kit.query(f'SELECT id, score FROM "{table}" ORDER BY id') == \
         [(0, None), (1, None), (2, 7), (3, None), (4, 9)]
+
+
+class _LosesItsAnswer(pipelines.Sink):
+    """Commits through ``inner``, then fails the first time for batch ``at``: the retry finds
+    the batch committed (as after a worker that died between commit and completion)."""
+
+    def __init__(self, inner: pipelines.Sink, at: int) -> None:
+        self.inner, self.at, self.writes, self.failed = inner, at, 0, False
+
+    def write(self, batch: pipelines.BatchWrite) -> pipelines.Written:
+        written = self.inner.write(batch)
+        self.writes += 1
+        if self.writes == self.at and not self.failed:
+            self.failed = True
+            raise ApplicationError("the answer was lost", type="Lost")
+        return written
+
+    def last_cursor(self, pipeline: str, load_id: str) -> tuple[bool, Any]:
+        return self.inner.last_cursor(pipeline, load_id)
+
+
+@pytest.mark.parametrize("disposition", ["append", "replace", "merge"])
+async def test_a_batch_retried_after_its_commit_writes_nothing(
+        client: Client, serve: Any, kit: SinkKit, disposition: str) -> None:
+    from datetime import timedelta
+
+    from dbosify.common import RetryPolicy
+
+    table = kit.table(f"retried_{disposition}")
+    sink = _LosesItsAnswer(kit.sink(table), at=2)
+    Retried = pipeline("Retried", source=pipelines.IterableSource(
+        [{"id": i, "v": i} for i in range(10)]), sink=sink, batch_size=3,
+        write_disposition=disposition, primary_key=("id",),
+        retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=10)))
+    async with serve([Retried]):
+        result = await run(client, Retried)
+    assert sink.failed and result.skipped == 1
+    assert result.rows == 10
+    assert kit.query(f'SELECT count(*), count(DISTINCT id) FROM "{table}"') == [(10, 10)]
