@@ -41,7 +41,11 @@ from dbosify._runtime._instance import (
     activate,
     create_instance,
 )
-from dbosify.history._events import PATCH_MARKER_DETAILS_KEY, commands_as_sent
+from dbosify.history._events import (
+    LOCAL_ACTIVITY_MARKER_NAME,
+    PATCH_MARKER_DETAILS_KEY,
+    commands_as_sent,
+)
 from dbosify.history._rows import event_type_name, linked_event_id, own_name, patch_id
 from dbosify.history._seed import core_randomness_seed
 
@@ -77,6 +81,7 @@ _EVENT_OF_COMMAND = {
     "start_timer": "TIMER_STARTED",
     "cancel_timer": "TIMER_CANCELED",
     "set_patch_marker": "MARKER_RECORDED",
+    "schedule_local_activity": "MARKER_RECORDED",
     "upsert_workflow_search_attributes": "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES",
     "modify_workflow_properties": "WORKFLOW_PROPERTIES_MODIFIED",
     "start_child_workflow_execution": "START_CHILD_WORKFLOW_EXECUTION_INITIATED",
@@ -165,6 +170,10 @@ class _Seqs:
     fired_timers: set[int] = field(default_factory=set)
     accepted_updates: set[str] = field(default_factory=set)
     patches: set[str] = field(default_factory=set)
+    local_scheduled: dict[int, WorkflowCommand] = field(default_factory=dict)
+    """Local activities the code scheduled whose marker has not been met yet."""
+    local_here: dict[int, tuple[HistoryEvent, dict[str, Any]]] = field(default_factory=dict)
+    """The local activity markers of the task being replayed, by seq."""
 
 
 def _split_tasks(events: Sequence[HistoryEvent]) -> tuple[list[_Task], list[HistoryEvent]]:
@@ -268,6 +277,73 @@ def _activity_failure(message: str, cause: Failure | None, meta: tuple[str, str]
     info.scheduled_event_id = scheduled_id
     info.started_event_id = started_id
     return failure
+
+
+def local_marker_data(event: HistoryEvent) -> dict[str, Any] | None:
+    """The ``LocalActivityMarkerData`` of a local activity marker (``None`` for other events)."""
+    if not event.HasField("marker_recorded_event_attributes"):
+        return None
+    attrs = event.marker_recorded_event_attributes
+    if attrs.marker_name != LOCAL_ACTIVITY_MARKER_NAME or "data" not in attrs.details:
+        return None
+    try:
+        data: dict[str, Any] = json.loads(attrs.details["data"].payloads[0].data)
+    except (IndexError, ValueError):
+        return None
+    return data
+
+
+def _local_resolution(event: HistoryEvent, data: dict[str, Any],
+                      command: WorkflowCommand) -> WorkflowActivationJob:
+    """The resolution Core makes of a local activity marker on replay (ResolveDat from the
+    marker's data, local_activity_state_machine.rs): its result, its recorded failure (a
+    cancellation wrapped as Core wraps it), or the DoBackoff it recorded."""
+    attrs = event.marker_recorded_event_attributes
+    cmd = command.schedule_local_activity
+    job = WorkflowActivationJob()
+    job.resolve_activity.seq = cmd.seq
+    job.resolve_activity.is_local = True
+    result: ActivityResolution = job.resolve_activity.result
+    if data.get("backoff"):
+        result.backoff.attempt = int(data.get("attempt", 1)) + 1
+        result.backoff.backoff_duration.seconds = int(data["backoff"].get("seconds", 0))
+        result.backoff.backoff_duration.nanos = int(data["backoff"].get("nanos", 0))
+        original = data.get("original_schedule_time")
+        if original:
+            result.backoff.original_schedule_time.seconds = int(original.get("seconds", 0))
+            result.backoff.original_schedule_time.nanos = int(original.get("nanos", 0))
+    elif attrs.HasField("failure"):
+        failure = attrs.failure
+        if failure.HasField("canceled_failure_info") or (
+                failure.HasField("cause") and failure.cause.HasField("canceled_failure_info")):
+            wrapped = _activity_failure(
+                "Local Activity cancelled", failure, (cmd.activity_type, cmd.activity_id),
+                RetryState.RETRY_STATE_CANCEL_REQUESTED, "", 0, 0) \
+                if failure.HasField("canceled_failure_info") else failure
+            result.cancelled.failure.CopyFrom(wrapped)
+        else:
+            result.failed.failure.CopyFrom(failure)
+    else:
+        result.completed.SetInParent()
+        if "result" in attrs.details and attrs.details["result"].payloads:
+            result.completed.result.CopyFrom(attrs.details["result"].payloads[0])
+    return job
+
+
+def _local_jobs(commands: Sequence[WorkflowCommand], seqs: _Seqs,
+                delivered: set[int]) -> list[WorkflowActivationJob]:
+    """Local activities the task's markers resolve, in the activation after the one that
+    scheduled them (or, for one scheduled in an earlier task, after the task's first)."""
+    for command in commands:
+        if command.HasField("schedule_local_activity"):
+            seqs.local_scheduled[command.schedule_local_activity.seq] = command
+    jobs: list[WorkflowActivationJob] = []
+    for seq, command in seqs.local_scheduled.items():
+        if seq in seqs.local_here and seq not in delivered:
+            delivered.add(seq)
+            event, data = seqs.local_here[seq]
+            jobs.append(_local_resolution(event, data, command))
+    return jobs
 
 
 def _job_for(event: HistoryEvent, seqs: _Seqs) -> WorkflowActivationJob | None:
@@ -440,6 +516,8 @@ def describe_command(command: WorkflowCommand) -> str:
         return f"CancelTimer {body.seq}"
     if variant == "request_cancel_activity":
         return f"RequestCancelActivity #{body.seq}"
+    if variant == "schedule_local_activity":
+        return f"ScheduleLocalActivity {body.activity_type} #{body.activity_id or body.seq}"
     if variant == "set_patch_marker":
         return f"SetPatchMarker {body.patch_id}"
     if variant == "start_child_workflow_execution":
@@ -469,6 +547,10 @@ def describe_event(event: HistoryEvent) -> str:
         patch = patch_id(event)
         if patch is not None:
             return f"SetPatchMarker {patch}"
+        local = local_marker_data(event)
+        if local is not None:
+            return (f"ScheduleLocalActivity {local.get('activity_type')} "
+                    f"#{local.get('activity_id')}")
         return f"RecordMarker {event.marker_recorded_event_attributes.marker_name}"
     if kind == "START_CHILD_WORKFLOW_EXECUTION_INITIATED":
         c = event.start_child_workflow_execution_initiated_event_attributes
@@ -497,7 +579,8 @@ def describe_job(job: WorkflowActivationJob) -> str:
     variant = job.WhichOneof("variant") or ""
     body: Any = getattr(job, variant)
     if variant == "resolve_activity":
-        return f"ResolveActivity #{body.seq} {body.result.WhichOneof('status')}"
+        local = " (local)" if body.is_local else ""
+        return f"ResolveActivity #{body.seq} {body.result.WhichOneof('status')}{local}"
     if variant == "fire_timer":
         return f"FireTimer {body.seq}"
     if variant == "signal_workflow":
@@ -536,6 +619,12 @@ def _matches(command: WorkflowCommand, event: HistoryEvent, seqs: _Seqs) -> bool
         return known == ("activity", command.request_cancel_activity.seq)
     if variant == "set_patch_marker":
         return patch_id(event) == command.set_patch_marker.patch_id
+    if variant == "schedule_local_activity":
+        data = local_marker_data(event)
+        la = command.schedule_local_activity
+        return data is not None and data.get("seq") == la.seq and (
+            data.get("activity_type") == la.activity_type
+            and data.get("activity_id") == (la.activity_id or str(la.seq)))
     if variant == "start_child_workflow_execution":
         e = event.start_child_workflow_execution_initiated_event_attributes
         c2 = command.start_child_workflow_execution
@@ -573,8 +662,11 @@ def _sent_commands(completion: WorkflowActivationCompletion, seqs: _Seqs) -> lis
     accepted_now: set[str] = set()
     for i, command in enumerate(commands):
         variant = command.WhichOneof("variant") or ""
-        if i in dropped or variant == "cancel_signal_workflow":
+        if i in dropped or variant in ("cancel_signal_workflow", "request_cancel_local_activity"):
             continue
+        if variant == "schedule_local_activity" and \
+                command.schedule_local_activity.seq not in seqs.local_here:
+            continue  # No marker yet: Core sends it once it resolves, in a later task.
         if variant == "request_cancel_activity":
             seq = command.request_cancel_activity.seq
             if (seq in seqs.resolved_activities or seqs.activity_cancel_type.get(seq)
@@ -745,6 +837,16 @@ async def replay_history(
             produced: list[WorkflowCommand] = []
             resolved_now: set[int] = set()
             failure: str | None = None
+            seqs.local_here = {}
+            for e in task.command_events:
+                data = local_marker_data(e)
+                if data is not None and isinstance(data.get("seq"), int):
+                    seqs.local_here[data["seq"]] = (e, data)
+            # Scheduled in an earlier task, resolved by a marker of this one: Core sends the
+            # marker first.
+            produced.extend(cmd for seq, cmd in seqs.local_scheduled.items()
+                            if seq in seqs.local_here)
+            delivered: set[int] = set()
             while True:
                 completion = await activate(instance, activation, executor,
                                             reg.deadlock_timeout)
@@ -753,6 +855,7 @@ async def replay_history(
                     break
                 produced.extend(completion.successful.commands)
                 follow = _resolved_by_core(completion.successful.commands, seqs, resolved_now)
+                follow += _local_jobs(completion.successful.commands, seqs, delivered)
                 if not follow:
                     break
                 activation = WorkflowActivation(
@@ -773,6 +876,8 @@ async def replay_history(
             completion.successful.commands.extend(produced)
             sent = _sent_commands(completion, seqs)
             seqs.resolved_activities |= resolved_now
+            for seq in delivered:
+                seqs.local_scheduled.pop(seq, None)
             if not replaying:
                 for command in sent:
                     extra.setdefault(anchor, []).append(ReplayRow(

@@ -20,6 +20,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import History
 
 from dbosify import activity, workflow
+from dbosify._runtime._replay import replay_history
 from dbosify.client import Client, WorkflowFailureError
 from dbosify.common import RetryPolicy
 from dbosify.exceptions import ActivityError, ApplicationError, TimeoutError
@@ -182,9 +183,18 @@ async def _failure(client: Client, call: LocalCall, wid: str) -> BaseException:
 
 
 async def _history(client: Client, wid: str) -> History:
+    """The run's history, once temporalio's Replayer and dbosify's event-by-event replay (the
+    notebook's ``%replay``) have both replayed it without a divergence."""
     history = await client.get_workflow_handle(wid).fetch_history()
     await Replayer(workflows=WORKFLOWS, workflow_runner=UnsandboxedWorkflowRunner()
                    ).replay_workflow(history)
+    started = history.events[0].workflow_execution_started_event_attributes
+    workflow_cls = next(w for w in WORKFLOWS if w.__name__ == started.workflow_type.name)
+    report = await replay_history(history.events, workflow_cls, workflow_id=wid)
+    assert report.divergence is None, [(r.recorded, r.command, r.status, r.note)
+                                       for r in report.rows]
+    local_rows = [r for r in report.rows if r.recorded and "ScheduleLocalActivity" in r.recorded]
+    assert local_rows and all(r.status == "match" for r in local_rows), local_rows
     proto = History()
     proto.events.extend(history.events)
     return proto
