@@ -125,6 +125,13 @@ async def test_progress_shows_in_the_query_and_the_current_details(client: Clien
         metadata = await handle.query("__temporal_workflow_metadata",
                                       result_type=temporalio.api.sdk.v1.WorkflowMetadata)
         assert metadata.current_details == "3/4 partitions done; running 2024-05-03"
+        # The notebook's progress widget shows the same.
+        from dbosify.widgets import ProgressBar
+
+        bar = await asyncio.to_thread(ProgressBar, handle, autostart=False)
+        await asyncio.to_thread(bar.refresh)
+        assert bar.details == "3/4 partitions done; running 2024-05-03"
+        assert (bar.done, bar.scheduled, bar.status) == (3, 4, "RUNNING")
         HOLD.set()
         await handle.result()
 
