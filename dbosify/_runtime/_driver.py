@@ -563,7 +563,7 @@ class RunDriver(RunLocalActivities, RunWaiting, RunActivities, RunMessages, RunC
         elif kind in ("respond_to_query", "set_patch_marker") or kind in CLOSING_COMMANDS:
             pass
         elif kind is not None:
-            # Children, local activities and Nexus are later issues;
+            # Nexus operations are a later issue;
             # say so plainly rather than leave the workflow waiting without a word.
             logger.error("workflow %r issued %s, which this dbosify version does not carry out "
                          "yet", self.row.workflow_id, kind)
