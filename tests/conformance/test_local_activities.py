@@ -113,7 +113,14 @@ async def waits_for_cancel() -> str:
     raise AssertionError("unreachable")
 
 
-ACTIVITIES = [greet, flaky, refuses, hangs_first, waits_for_cancel]
+@activity.defn
+async def slow(ms: int) -> int:
+    _log(("slow", ms))
+    await asyncio.sleep(ms / 1000)
+    return ms
+
+
+ACTIVITIES = [greet, flaky, refuses, hangs_first, waits_for_cancel, slow]
 
 
 # --- Workflows -----------------------------------------------------------------------------------
@@ -163,7 +170,28 @@ class TwoSteps:
         return [first, second, third]
 
 
-WORKFLOWS = [RunLocal, TwoSteps]
+@workflow.defn
+class AcrossTasks:
+    """A local activity still running when a timer fires and a signal comes: its result
+    arrives in a later workflow task than the one that scheduled it."""
+
+    def __init__(self) -> None:
+        self.signals: list[str] = []
+
+    @workflow.run
+    async def run(self) -> list[Any]:
+        handle = workflow.start_local_activity(slow, 600,
+                                               start_to_close_timeout=timedelta(seconds=5))
+        await workflow.sleep(0.05)
+        await workflow.wait_condition(lambda: bool(self.signals))
+        return [await handle, self.signals]
+
+    @workflow.signal
+    def poke(self, text: str) -> None:
+        self.signals.append(text)
+
+
+WORKFLOWS = [RunLocal, TwoSteps, AcrossTasks]
 
 
 def _worker(client: Client) -> Worker:
@@ -339,3 +367,25 @@ async def test_cancellation(client: Client, wid: str, ctype: str) -> None:
     [(data, attrs)] = _markers(history)
     assert attrs.failure.HasField("canceled_failure_info")
     assert (data["complete_time"] is None) == (ctype != "WAIT_CANCELLATION_COMPLETED")
+
+
+async def test_result_arriving_in_a_later_workflow_task(client: Client, wid: str) -> None:
+    async with _worker(client):
+        handle = await client.start_workflow(AcrossTasks.run, id=wid, task_queue=Q)
+        await asyncio.sleep(0.2)  # The timer has fired; the local activity still runs.
+        await handle.signal(AcrossTasks.poke, "hi")
+        assert await handle.result() == [600, ["hi"]]
+    history = await _history(client, wid)
+    types = _types(history)
+    marker = types.index(EventType.EVENT_TYPE_MARKER_RECORDED)
+    # Recorded in the task the result joined, after the timer fired.
+    assert types.index(EventType.EVENT_TYPE_TIMER_FIRED) < marker
+    assert [d["seq"] for d, _ in _markers(history)] == [1]
+
+
+async def test_unregistered_local_activity_fails_with_a_clear_error(client: Client,
+                                                                    wid: str) -> None:
+    err = await _failure(client, LocalCall("nope", maximum_attempts=1), wid)
+    assert isinstance(err, ApplicationError), err
+    assert err.type == "NotFoundError"
+    assert "'nope' is not registered" in err.message and "activities=[...]" in err.message
