@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -51,7 +52,7 @@ def value_type(value: Any) -> str | None:
         return "bigint"
     if isinstance(value, (float, Decimal)):
         return "double"
-    if isinstance(value, str):
+    if isinstance(value, (str, uuid.UUID, datetime.time)):
         return "text"
     if isinstance(value, datetime.datetime):
         return "timestamp"
@@ -113,6 +114,8 @@ def normalise(value: Any, kind: str) -> Any:
         return json.dumps(value, default=str)
     if kind == "double" and not isinstance(value, float):
         return float(value)
+    if kind == "text" and not isinstance(value, str):
+        return str(value)
     return value
 
 

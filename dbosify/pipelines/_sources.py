@@ -125,8 +125,12 @@ class SqlQuery(Source):
             raise ApplicationError(f"the query's rows have no column {self.cursor!r} (the "
                                    "cursor): select it", non_retryable=True)
         last = rows[-1][self.cursor] if rows else cursor
+        # The cursor lives in the workflow's state: a JSON value (the database compares the
+        # text form with the column as it did the value).
         if hasattr(last, "isoformat"):
             last = last.isoformat()
+        elif last is not None and not isinstance(last, (int, float, str)):
+            last = str(last)
         return Batch(rows, last, len(rows) < batch_size)
 
     def describe(self) -> str:

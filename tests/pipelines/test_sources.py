@@ -203,3 +203,49 @@ def test_bad_settings_are_refused_when_the_class_is_defined(tmp_path: Path) -> N
     with pytest.raises(TypeError, match="cannot merge"):
         pipeline("FileMerge", source=pipelines.IterableSource([]), write_disposition="merge",
                  primary_key="id", sink=pipelines.CsvFiles(tmp_path))
+
+
+async def test_a_timestamp_cursor_and_database_types(client: Client, serve: Any,
+                                                     kit: SinkKit, tmp_path: Path) -> None:
+    """A query on the backend's own database: timestamps as the cursor, UUIDs and numerics
+    as values (they reach the sink as text and double)."""
+    import datetime
+    import uuid as uuidlib
+
+    source_table = kit.table("events")
+    start = datetime.datetime(2024, 5, 1, 12, 0, 0)
+    events = [(start + datetime.timedelta(minutes=i), uuidlib.UUID(int=i), i * 1.25)
+              for i in range(7)]
+    if kit.postgres:
+        import psycopg
+
+        url = kit.database
+
+        def add(rows: list[tuple[Any, ...]]) -> None:
+            with psycopg.connect(url) as conn:
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {source_table} (ts timestamp, "
+                             "ref uuid, amount numeric)")
+                conn.cursor().executemany(f"INSERT INTO {source_table} VALUES (%s, %s, %s)",
+                                          rows)
+    else:
+        path = tmp_path / "events.sqlite"
+        url = f"sqlite:///{path}"
+
+        def add(rows: list[tuple[Any, ...]]) -> None:
+            with sqlite3.connect(path) as conn:
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {source_table} (ts TEXT, ref TEXT, "
+                             "amount REAL)")
+                conn.executemany(f"INSERT INTO {source_table} VALUES (?, ?, ?)",
+                                 [(t.isoformat(sep=" "), str(r), a) for t, r, a in rows])
+
+    add(events[:5])
+    table = kit.table("events_copy")
+    Events = pipeline("TimedEvents", sink=kit.sink(table), batch_size=2,
+                      source=pipelines.SqlQuery(url, f"SELECT * FROM {source_table}", "ts"))
+    async with serve([Events]):
+        assert (await run(client, Events)).rows == 5
+        add(events[5:])
+        second = await run(client, Events)
+    assert second.rows == 2
+    got = kit.query(f'SELECT ref, amount FROM "{table}" ORDER BY amount')
+    assert [(str(r), float(a)) for r, a in got] == [(str(r), a) for _, r, a in events]
