@@ -191,7 +191,19 @@ class AcrossTasks:
         self.signals.append(text)
 
 
-WORKFLOWS = [RunLocal, TwoSteps, AcrossTasks]
+@workflow.defn
+class Parallel:
+    """Three local activities at once, then one more."""
+
+    @workflow.run
+    async def run(self) -> list[int]:
+        opts: dict[str, Any] = {"start_to_close_timeout": timedelta(seconds=5)}
+        first = await asyncio.gather(*(workflow.execute_local_activity(slow, ms, **opts)
+                                       for ms in (120, 10, 60)))
+        return [*first, await workflow.execute_local_activity(slow, 1, **opts)]
+
+
+WORKFLOWS = [RunLocal, TwoSteps, AcrossTasks, Parallel]
 
 
 def _worker(client: Client) -> Worker:
@@ -389,3 +401,14 @@ async def test_unregistered_local_activity_fails_with_a_clear_error(client: Clie
     assert isinstance(err, ApplicationError), err
     assert err.type == "NotFoundError"
     assert "'nope' is not registered" in err.message and "activities=[...]" in err.message
+
+
+async def test_parallel_local_activities(client: Client, wid: str) -> None:
+    async with _worker(client):
+        result = await client.execute_workflow(Parallel.run, id=wid, task_queue=Q)
+    assert result == [120, 10, 60, 1]
+    history = await _history(client, wid)
+    markers = _markers(history)
+    assert sorted(d["seq"] for d, _ in markers) == [1, 2, 3, 4]
+    # The results came one by one, each in an activation of its own within the one task.
+    assert EventType.EVENT_TYPE_TIMER_STARTED not in _types(history)
