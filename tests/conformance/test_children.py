@@ -377,3 +377,24 @@ async def test_a_child_started_by_the_closing_task_is_started(client: Client) ->
                 await asyncio.sleep(0.05)
         assert await kid.result() == "kay finished by test"
         assert (await kid.describe()).parent_id == "parent-k"
+
+
+async def test_cancelling_the_parent_cancels_its_child(client: Client) -> None:
+    async with _worker(client):
+        parent = await client.start_workflow(Parent.run, args=["outlive", "kid-v"],
+                                             id="parent-v", task_queue=Q)
+        kid = client.get_workflow_handle("kid-v")
+        for _ in range(100):
+            try:
+                if (await kid.describe()).status == WorkflowExecutionStatus.RUNNING:
+                    break
+            except Exception:  # Not started yet.
+                pass
+            await asyncio.sleep(0.05)
+        await parent.cancel()
+        # The parent's code catches the child's error (a ChildWorkflowError caused by the
+        # child's cancellation) and returns what it was.
+        assert await parent.result() == "CancelledError"
+        assert (await kid.describe()).status == WorkflowExecutionStatus.CANCELED
+        history = await parent.fetch_history()
+    await _replay(history)
