@@ -504,7 +504,8 @@ class Process(ProcessMessaging):
         if await self.db_call(self.store.requeue_errored_workflow, run_id, self.queue_name):
             logger.warning("run %s: its DBOS workflow had failed; resuming it from its records",
                            run_id)
-            await self.dispatch_resumed()
+            # Left to DBOS's queue poll, not dispatch_resumed: a body that fails again at once
+            # is then retried about once a second, not in a tight loop.
 
     async def dispatch_resumed(self) -> None:
         """Start the DBOS workflows just resumed onto this process's own queue at once, rather
