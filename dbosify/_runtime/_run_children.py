@@ -81,8 +81,6 @@ class ChildState:
     resolved: bool = False
     """The code has seen the child's outcome (it may still run: abandoned, try-cancelled)."""
     closed: bool = False
-    close_job: WorkflowActivationJob | None = None
-    """The child's close, waiting for its start resolution to be delivered first."""
 
 
 def child_request(cmd: StartChildWorkflowExecution, parent_row: Any,
@@ -291,11 +289,6 @@ class RunChildren:
                     child.resolved = True
                     self._deliver(cancelled_job(child, namespace))
                     continue
-            if child.close_job is not None:
-                job, child.close_job = child.close_job, None
-                child.resolved = child.closed = True
-                del self.children[child.seq]
-                self._deliver(job)
 
     def _deliver(self, job: WorkflowActivationJob) -> None:
         if not self.closed:
@@ -363,12 +356,12 @@ class RunChildren:
             process.launch_local(run_id, row)
         elif local:
             process.forget_run(run_id)
+        if child.start_delivered:
+            return  # Its close came first, and resolved the start with it.
         child.run_id = run_id
         child.started = child.start_delivered = True
         start.succeeded.run_id = run_id
         self._deliver(job)
-        if child.close_job is not None or child.cancel_requested:
-            self.wake.set()  # _drive_children hands those on after the start.
 
     async def _cancel_child(self, child: ChildState) -> None:
         # Core's own request-cancel-external of the child; keyed by this run and seq, so sent
@@ -387,7 +380,7 @@ class RunChildren:
         # machine does (it stays started after the request), like WAIT_CANCELLATION_COMPLETED.
 
     def _on_child_closed(self, event: InboxEvent) -> None:
-        """A child's close came through the inbox: resolve it once its start is delivered."""
+        """A child's close came through the inbox: the child's resolution, for the next task."""
         data = json.loads(event.payload)
         first_run = data["first_run"]
         child = next((c for c in self.children.values()
@@ -400,8 +393,20 @@ class RunChildren:
             return
         close = HistoryEvent()
         close.ParseFromString(base64.b64decode(data["event"]))
-        child.close_job = close_job(child, self.row.namespace, close)
-        self.wake.set()
+        if not child.start_delivered:
+            # Its start is still being written (or, after a crash, not sent again yet): the
+            # close proves it started. Resolved here, before the close and in the same task,
+            # rather than held: a held event would be past the inbox cursor the next step
+            # records, and lost to a crash.
+            child.run_id = first_run
+            child.starting = child.started = child.start_delivered = True
+            start = WorkflowActivationJob()
+            start.resolve_child_workflow_execution_start.seq = child.seq
+            start.resolve_child_workflow_execution_start.succeeded.run_id = first_run
+            self._deliver(start)
+        child.resolved = child.closed = True
+        del self.children[child.seq]
+        self._deliver(close_job(child, self.row.namespace, close))
 
     async def _apply_close_policies_after(self) -> None:
         """Apply the children's parent close policies once the run was terminated or timed
