@@ -125,4 +125,13 @@ def describe_run(row: Any, attribute_rows: Sequence[Any],
         if act.heartbeat_details.payloads:
             info.heartbeat_details.CopyFrom(act.heartbeat_details)
         info.scheduled_time.FromMilliseconds(act.next_attempt_ms or act.scheduled_ms)
+    for child in driver.children.values():
+        if child.resolved or not child.started:
+            continue
+        pending_child = response.pending_children.add()
+        pending_child.workflow_id = child.command.workflow_id
+        pending_child.run_id = child.run_id
+        pending_child.workflow_type_name = child.command.workflow_type
+        # Core's enum numbers its values as the API's.
+        pending_child.parent_close_policy = child.command.parent_close_policy  # type: ignore[assignment]
     return response

@@ -346,6 +346,8 @@ async def test_terminating_the_parent_applies_its_close_policy(client: Client) -
             except Exception:  # Not started yet.
                 pass
             await asyncio.sleep(0.05)
+        pending = (await parent.describe()).raw_description.pending_children
+        assert [(c.workflow_id, c.workflow_type_name) for c in pending] == [("kid-y", "Kid")]
         await parent.terminate("parent goes")
         with pytest.raises(Exception) as info:
             await kid.result()
