@@ -60,3 +60,25 @@ async def test_parent_killed_while_its_child_runs(client: Client, cluster: Clust
     history = await handle.fetch_history()
     await Replayer(workflows=[ChildParent, ChildGate],
                    workflow_runner=UnsandboxedWorkflowRunner()).replay_workflow(history)
+
+
+async def test_parent_and_child_in_one_killed_worker(client: Client, cluster: Cluster) -> None:
+    """Parent and child on one task queue, in the worker that is killed: the next worker of
+    the same identity resumes both; the child has one run and the parent gets its result."""
+    worker = cluster.start(PARENT_QUEUE, "e2e-family", kill_on=CHILD_WAITING_LINE)
+    await cluster.ready(worker)
+    wid = "child-parent-same-process"
+    handle = await client.start_workflow(ChildParent.run, PARENT_QUEUE, id=wid,
+                                         task_queue=PARENT_QUEUE)
+    await cluster.wait_for(lambda: worker.popen.poll() is not None,
+                           f"the worker to die on {CHILD_WAITING_LINE}")
+    again = cluster.start(PARENT_QUEUE, "e2e-family")
+    await cluster.ready(again)
+    await cluster.wait_for(lambda: cluster.marks(act=f"kid-{wid}", event="start", pid=again.pid)
+                           or None, "the child's activity to start in the new worker")
+    cluster.release()
+    assert await result_of(handle, cluster) == f"parent got kid-{wid}"
+    # At least once, as any activity: it may have started in the killed worker too.
+    assert len(cluster.marks(act=f"kid-{wid}", event="done")) == 1
+    runs = [r async for r in client.list_workflows(f"WorkflowId = '{wid}-kid'")]
+    assert len(runs) == 1 and runs[0].parent_id == wid
