@@ -40,9 +40,10 @@ from temporalio.bridge.proto.workflow_activation import WorkflowActivationJob
 from temporalio.bridge.proto.workflow_commands import StartChildWorkflowExecution, WorkflowCommand
 
 from dbosify._runtime._child_close import notify_parent
+from dbosify._runtime._schedule_spec import ScheduleSpecError, next_cron_time
 from dbosify._runtime._starting import WorkflowAlreadyStarted, start_run, terminate_in
 from dbosify._store import _tables as t
-from dbosify._store._store import RUNNING, InboxEvent, Store
+from dbosify._store._store import RUNNING, InboxEvent, Store, now_ms
 
 if TYPE_CHECKING:
     import asyncio
@@ -111,6 +112,15 @@ def child_request(cmd: StartChildWorkflowExecution, parent_row: Any,
         req.search_attributes.CopyFrom(cmd.search_attributes)
     if cmd.HasField("priority"):
         req.priority.CopyFrom(cmd.priority)
+    if cmd.cron_schedule:
+        # Temporal's older cron: the child's first run waits for the first cron time.
+        now = now_ms()
+        try:
+            req.workflow_start_delay.FromMilliseconds(
+                max(next_cron_time(cmd.cron_schedule, now) - now, 0))
+        except ScheduleSpecError as err:
+            logger.error("child workflow %r: invalid cron schedule %r (%s); it starts now",
+                         cmd.workflow_id, cmd.cron_schedule, err)
     return req
 
 

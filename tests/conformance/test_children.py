@@ -136,6 +136,11 @@ class Parent:
             except WorkflowAlreadyStartedError:
                 return f"{first}|already started"
             return f"{first}|{second}"
+        if how == "cron":
+            await workflow.start_child_workflow(
+                Kid.run, args=["lu"], cron_schedule="0 0 * * *",
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON, **opts)
+            return "scheduled"
         if how == "fire-and-forget":
             # The start is asked for in the task that completes the parent.
             self.forgotten = asyncio.ensure_future(workflow.start_child_workflow(
@@ -400,3 +405,13 @@ async def test_cancelling_the_parent_cancels_its_child(client: Client) -> None:
         assert (await kid.describe()).status == WorkflowExecutionStatus.CANCELED
         history = await parent.fetch_history()
     await _replay(history)
+
+
+async def test_a_cron_child_waits_for_its_first_cron_time(client: Client) -> None:
+    async with _worker(client):
+        assert await client.execute_workflow(Parent.run, args=["cron", "kid-cron"],
+                                             id="parent-cron", task_queue=Q) == "scheduled"
+        kid = await client.get_workflow_handle("kid-cron").describe()
+        assert kid.status == WorkflowExecutionStatus.RUNNING
+        assert kid.execution_time is not None and kid.execution_time > kid.start_time
+        await client.get_workflow_handle("kid-cron").terminate("done looking")
