@@ -26,6 +26,7 @@ from typing import Any
 import temporalio.activity
 import temporalio.workflow
 
+from dbosify._cells import CellError, import_cell
 from dbosify.promote._notebook import NotebookSource, PromotionError, read_notebook
 
 _EVERY = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -103,19 +104,12 @@ def _cell_definitions(nb: NotebookSource, task_queue: str, advance: Callable[[],
                       ) -> tuple[dict[str, tuple[int, type]], dict[str, int]]:
     """Workflow type -> (cell, class) and activity name -> cell, over all cells; two cells
     defining one name is an error (the module could hold only one of them)."""
-    try:
-        from dbosify.notebook._cells import import_cell
-        from dbosify.notebook._config import NotebookUsageError
-    except ImportError as err:
-        raise PromotionError(f"promotion imports the notebook's cells as the notebook does and "
-                             f"needs the notebook extra (pip install 'dbosify[notebook]'): "
-                             f"{err}", 1) from None
     workflows: dict[str, tuple[int, type]] = {}
     activities: dict[str, int] = {}
     for cell in nb.cells:
         try:
             module = import_cell(cell.source, cell.task_queue or task_queue)
-        except NotebookUsageError as err:
+        except CellError as err:
             raise PromotionError(f"cell {cell.index}: {err}") from None
         except Exception as err:
             raise PromotionError(f"cell {cell.index} raised {type(err).__name__}: {err} when "
