@@ -16,8 +16,8 @@ from temporalio.bridge.proto.workflow_commands import (
 )
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 
+from dbosify._records import CloseRecords
 from dbosify._runtime._child_close import notify_parent_of
-from dbosify._runtime._records import CloseRecords
 from dbosify._runtime._retry import decide_retry
 from dbosify._runtime._run_children import has_close_followups, write_close_followups
 from dbosify._runtime._scheduler import cron_continuation

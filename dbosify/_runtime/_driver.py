@@ -33,12 +33,7 @@ from temporalio.bridge.proto.workflow_commands import (
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 from temporalio.worker import WorkflowInstance
 
-from dbosify._runtime import _run_state as rs
-from dbosify._runtime._activities import AttemptOutcome
-from dbosify._runtime._commands import CLOSING_COMMANDS, commands_of, first_difference
-from dbosify._runtime._held_output import HeldOutput
-from dbosify._runtime._instance import DeadlockError, activate, create_instance
-from dbosify._runtime._records import (
+from dbosify._records import (
     ActivityAttemptFailed,
     ActivityAttemptInfo,
     TaskCompleted,
@@ -48,6 +43,11 @@ from dbosify._runtime._records import (
     record_from_dict,
     task_completions,
 )
+from dbosify._runtime import _run_state as rs
+from dbosify._runtime._activities import AttemptOutcome
+from dbosify._runtime._commands import CLOSING_COMMANDS, commands_of, first_difference
+from dbosify._runtime._held_output import HeldOutput
+from dbosify._runtime._instance import DeadlockError, activate, create_instance
 from dbosify._runtime._run_activities import ActivityState, RunActivities
 from dbosify._runtime._run_children import ChildState, RunChildren
 from dbosify._runtime._run_local_activities import LocalActivityState, RunLocalActivities

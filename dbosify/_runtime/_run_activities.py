@@ -22,9 +22,9 @@ from temporalio.bridge.proto.activity_task import ActivityCancelReason, Start
 from temporalio.bridge.proto.workflow_activation import WorkflowActivationJob
 from temporalio.bridge.proto.workflow_commands import ActivityCancellationType, ScheduleActivity
 
+from dbosify._records import ActivityAttemptFailed, ActivityAttemptInfo
 from dbosify._runtime import _run_state as rs
 from dbosify._runtime._activities import AttemptOutcome
-from dbosify._runtime._records import ActivityAttemptFailed, ActivityAttemptInfo
 from dbosify._runtime._retry import decide_retry
 from dbosify._store._store import now_ms
 

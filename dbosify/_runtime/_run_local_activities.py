@@ -35,8 +35,8 @@ from temporalio.bridge.proto.workflow_commands import (
     ScheduleLocalActivity,
 )
 
+from dbosify._records import ActivityAttemptInfo
 from dbosify._runtime._activities import AttemptOutcome
-from dbosify._runtime._records import ActivityAttemptInfo
 from dbosify._runtime._retry import decide_retry
 from dbosify._store._store import now_ms
 

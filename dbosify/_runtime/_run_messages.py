@@ -24,13 +24,13 @@ from temporalio.bridge.proto.workflow_commands import WorkflowCommand
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 from temporalio.worker import WorkflowInstance
 
+from dbosify._records import WorkflowTask
 from dbosify._runtime import _run_state as rs
 from dbosify._runtime._activities import AttemptOutcome
 from dbosify._runtime._child_close import CHILD_CLOSED
 from dbosify._runtime._commands import commands_of
 from dbosify._runtime._held_output import HeldOutput
 from dbosify._runtime._instance import activate
-from dbosify._runtime._records import WorkflowTask
 from dbosify._store._store import InboxEvent, now_ms
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from temporalio.bridge.proto.workflow_activation import WorkflowActivation, WorkflowActivationJob
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 
+from dbosify._records import ActivityAttemptInfo, TaskCompleted, WorkflowTask
 from dbosify._runtime._activities import AttemptOutcome
-from dbosify._runtime._records import ActivityAttemptInfo, TaskCompleted, WorkflowTask
 from dbosify._store._store import now_ms
 
 if TYPE_CHECKING:

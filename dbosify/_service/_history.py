@@ -14,11 +14,7 @@ from temporalio.bridge.proto.workflow_activation import WorkflowActivation, Work
 from temporalio.bridge.proto.workflow_commands import WorkflowCommand
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 
-from dbosify._runtime._commands import first_difference
-from dbosify._runtime._driver import EVENT_STEP
-from dbosify._runtime._instance import activate, create_instance
-from dbosify._runtime._process import Process
-from dbosify._runtime._records import (
+from dbosify._records import (
     CloseRecords,
     Record,
     WorkflowTask,
@@ -27,6 +23,10 @@ from dbosify._runtime._records import (
     task_completions,
     with_previous_completions,
 )
+from dbosify._runtime._commands import first_difference
+from dbosify._runtime._driver import EVENT_STEP
+from dbosify._runtime._instance import activate, create_instance
+from dbosify._runtime._process import Process
 from dbosify._runtime._run_state import initial_activation
 from dbosify.history import build_history
 

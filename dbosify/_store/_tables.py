@@ -58,7 +58,7 @@ runs = sa.Table(
     # Last workflow task failure (workflow code raised, deadlocked, or was nondeterministic).
     sa.Column("task_failure", sa.Text, nullable=True),
     # Written with the close, in the same statement: the run's last workflow task if no DBOS
-    # step recorded it, and the completion that closed the run (JSON, dbosify._runtime._records).
+    # step recorded it, and the completion that closed the run (JSON, dbosify._records).
     # Added in schema version 2.
     sa.Column("close_records", sa.Text, nullable=True),
     # The worker build id the run is pinned to (Temporal's worker versioning): only a worker

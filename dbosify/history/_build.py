@@ -43,7 +43,7 @@ from temporalio.bridge.proto.workflow_activation import InitializeWorkflow, Work
 from temporalio.bridge.proto.workflow_commands import ActivityCancellationType, WorkflowCommand
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 
-from dbosify._runtime._records import WorkflowTask
+from dbosify._records import WorkflowTask
 from dbosify.history import _commands, _events, _jobs
 from dbosify.history._state import Activity, Child, External, Timer
 

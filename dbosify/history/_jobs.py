@@ -43,7 +43,7 @@ from temporalio.bridge.proto.child_workflow import (
 from temporalio.bridge.proto.workflow_activation import WorkflowActivationJob
 from temporalio.bridge.proto.workflow_commands import ActivityCancellationType, WorkflowCommand
 
-from dbosify._runtime._records import WorkflowTask
+from dbosify._records import WorkflowTask
 from dbosify.history import _events
 from dbosify.history._state import Child
 

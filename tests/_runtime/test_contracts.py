@@ -12,7 +12,7 @@ import temporalio
 from temporalio.worker import WorkflowInstanceDetails
 from temporalio.worker._activity import _ActivityWorker
 
-from dbosify._runtime._records import WorkflowTask
+from dbosify._records import WorkflowTask
 
 
 def test_pinned_versions() -> None:
@@ -63,7 +63,7 @@ def test_records_round_trip() -> None:
     from temporalio.bridge.proto.workflow_activation import WorkflowActivation
     from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 
-    from dbosify._runtime._records import ActivityAttemptInfo, record_from_dict
+    from dbosify._records import ActivityAttemptInfo, record_from_dict
 
     activation = WorkflowActivation(run_id="r")
     activation.jobs.add().fire_timer.seq = 3

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from temporalio.api.enums.v1 import EventType
 
+from dbosify._records import RECORD_FORMAT
 from dbosify._runtime._process import APPLICATION_VERSION, close_current
-from dbosify._runtime._records import RECORD_FORMAT
 from dbosify.client import Client
 from dbosify.worker import Worker
 

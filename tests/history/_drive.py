@@ -44,7 +44,7 @@ from temporalio.worker import (
     WorkflowInstanceDetails,
 )
 
-from dbosify._runtime._records import ActivityAttemptInfo, WorkflowTask
+from dbosify._records import ActivityAttemptInfo, WorkflowTask
 from dbosify.history import build_history, core_randomness_seed
 
 START_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z

@@ -36,7 +36,7 @@ from temporalio.converter import DataConverter
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
-from dbosify._runtime._records import WorkflowTask
+from dbosify._records import WorkflowTask
 from dbosify.history import (
     CORE_USED_FLAGS,
     build_history,

@@ -9,7 +9,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.exceptions import ApplicationError
 
-from dbosify._runtime._records import ActivityAttemptInfo
+from dbosify._records import ActivityAttemptInfo
 from dbosify.history import HISTORY_COLUMNS, history_rows, history_rows_sync
 
 from ._drive import Driver, drive, fail_activity, signal

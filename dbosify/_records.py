@@ -5,7 +5,8 @@ of that workflow, whose output is a record below (as a plain dict, so DBOS's ser
 reader of the step table can handle it). The first workflow task (``InitializeWorkflow``) is not a
 step: it is derived from the run's start request, stored in ``dbosify_runs``, and its completion is
 an input of the run's DBOS workflow (written with the workflow, in its one commit). A history (§5)
-and a replay are both built from these records, never from a second copy.
+and a replay are both built from these records, never from a second copy. This module sits below
+both the engine, which writes the records, and :mod:`dbosify.history`, which reads them.
 
 Format 2 (this one) stores each task with its own completion: the event and the commands the code
 answered it with commit together, before any command is carried out. Format 1 stored the
