@@ -34,6 +34,7 @@ from temporalio.bridge.proto.workflow_completion import WorkflowActivationComple
 from temporalio.worker import WorkflowInstance
 
 from dbosify._records import (
+    EVENT_STEP,
     ActivityAttemptFailed,
     ActivityAttemptInfo,
     TaskCompleted,
@@ -59,9 +60,6 @@ if TYPE_CHECKING:
     from dbosify._runtime._process import Process
 
 logger = logging.getLogger("dbosify")
-
-EVENT_STEP = "dbosify.event"
-"""Name of the DBOS step that records each event of a run."""
 
 _TASK_RETRY_FIRST_MS = 1000
 _TASK_RETRY_MAX_MS = 30_000

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from temporalio.api.common.v1 import Payloads, SearchAttributes
-from temporalio.api.enums.v1 import ContinueAsNewInitiator, WorkflowExecutionStatus
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.api.workflowservice.v1 import (
     RequestCancelWorkflowExecutionRequest,
     SignalWorkflowExecutionRequest,
@@ -17,9 +17,10 @@ from temporalio.api.workflowservice.v1 import (
 )
 from temporalio.bridge.proto.activity_result import ActivityExecutionResult
 from temporalio.bridge.proto.activity_task import Start
-from temporalio.bridge.proto.workflow_activation import WorkflowActivation, WorkflowActivationJob
+from temporalio.bridge.proto.workflow_activation import WorkflowActivationJob
 from temporalio.bridge.proto.workflow_commands import WorkflowCommand
 
+from dbosify._records import initial_activation as initial_activation  # Re-exported: it moved.
 from dbosify._runtime._activities import AttemptOutcome
 from dbosify._store._store import InboxEvent
 
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from dbosify._runtime._process import Process
 
 RUNNING = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
-DEFAULT_WORKFLOW_TASK_TIMEOUT_S = 10
 
 
 def run_deadline_ms(req: StartWorkflowExecutionRequest, start_ms: int) -> int | None:
@@ -37,55 +37,6 @@ def run_deadline_ms(req: StartWorkflowExecutionRequest, start_ms: int) -> int | 
         if ms > 0:
             return start_ms + ms
     return None
-
-
-def initial_activation(row: Any, req: StartWorkflowExecutionRequest) -> WorkflowActivation:
-    """The run's first activation (``InitializeWorkflow``), derived from its start request so
-    it needs no commit of its own."""
-    activation = WorkflowActivation(run_id=row.run_id, history_length=3)
-    activation.timestamp.FromMilliseconds(row.execution_time_ms)
-    init = activation.jobs.add().initialize_workflow
-    init.workflow_type = req.workflow_type.name
-    init.workflow_id = req.workflow_id
-    init.arguments.extend(req.input.payloads)
-    # Stored signed in a BIGINT; Core's seed is the unsigned 64-bit value.
-    init.randomness_seed = row.randomness_seed & 0xFFFF_FFFF_FFFF_FFFF
-    for key, value in req.header.fields.items():
-        init.headers[key].CopyFrom(value)
-    init.identity = req.identity
-    if row.parent_workflow_id:
-        init.parent_workflow_info.namespace = row.namespace
-        init.parent_workflow_info.workflow_id = row.parent_workflow_id
-        init.parent_workflow_info.run_id = row.parent_run_id or ""
-    if req.HasField("workflow_execution_timeout"):
-        init.workflow_execution_timeout.CopyFrom(req.workflow_execution_timeout)
-    if req.HasField("workflow_run_timeout"):
-        init.workflow_run_timeout.CopyFrom(req.workflow_run_timeout)
-    if req.HasField("workflow_task_timeout"):
-        init.workflow_task_timeout.CopyFrom(req.workflow_task_timeout)
-    else:
-        init.workflow_task_timeout.FromSeconds(DEFAULT_WORKFLOW_TASK_TIMEOUT_S)
-    init.continued_from_execution_run_id = row.continued_from_run_id or ""
-    if req.HasField("continued_failure"):
-        init.continued_failure.CopyFrom(req.continued_failure)
-        if row.attempt > 1:  # A retry of a failed run (its RetryPolicy).
-            init.continued_initiator = ContinueAsNewInitiator.CONTINUE_AS_NEW_INITIATOR_RETRY
-    if req.HasField("last_completion_result"):
-        init.last_completion_result.CopyFrom(req.last_completion_result)
-    init.first_execution_run_id = row.first_execution_run_id
-    if req.HasField("retry_policy"):
-        init.retry_policy.CopyFrom(req.retry_policy)
-    init.attempt = row.attempt
-    init.cron_schedule = req.cron_schedule
-    if req.HasField("memo"):
-        init.memo.CopyFrom(req.memo)
-    if req.HasField("search_attributes"):
-        init.search_attributes.CopyFrom(req.search_attributes)
-    init.start_time.FromMilliseconds(row.start_time_ms)
-    init.original_execution_run_id = row.run_id
-    if req.HasField("priority"):
-        init.priority.CopyFrom(req.priority)
-    return activation
 
 
 def job_from_inbox(event: InboxEvent) -> WorkflowActivationJob | None:

@@ -4,67 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
-from temporalio.api.history.v1 import HistoryEvent
-from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
 from temporalio.bridge.proto.workflow_activation import WorkflowActivation, WorkflowActivationJob
 from temporalio.bridge.proto.workflow_commands import WorkflowCommand
-from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 
-from dbosify._records import (
-    CloseRecords,
-    Record,
-    WorkflowTask,
-    decode_completion,
-    record_from_dict,
-    task_completions,
-    with_previous_completions,
-)
+from dbosify._records import EVENT_STEP
 from dbosify._runtime._commands import first_difference
-from dbosify._runtime._driver import EVENT_STEP
 from dbosify._runtime._instance import activate, create_instance
 from dbosify._runtime._process import Process
-from dbosify._runtime._run_state import initial_activation
-from dbosify.history import build_history
+from dbosify.history._run import RunRecords, run_records
 
 logger = logging.getLogger("dbosify")
 RUNNING = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
 _FINAL_WAIT_S = 2.0
-
-
-@dataclass
-class RunRecords:
-    """Everything recorded for one run."""
-
-    row: Any
-    start_request: StartWorkflowExecutionRequest
-    tasks: list[WorkflowTask]
-    final_completion: WorkflowActivationCompletion | None
-
-    def history(self, identity: str) -> list[HistoryEvent]:
-        """The run's Temporal history."""
-        close: HistoryEvent | None = None
-        if self.row.close_event:
-            close = HistoryEvent()
-            close.ParseFromString(self.row.close_event)
-        return build_history(
-            run_id=self.row.run_id,
-            start_request=self.start_request,
-            start_time_ms=self.row.start_time_ms,
-            first_execution_run_id=self.row.first_execution_run_id,
-            tasks=self.tasks,
-            final_completion=self.final_completion,
-            close_event=close,
-            attempt=self.row.attempt,
-            continued_from_run_id=self.row.continued_from_run_id,
-            identity=identity,
-            parent_workflow_id=self.row.parent_workflow_id,
-            parent_run_id=self.row.parent_run_id,
-            build_id=getattr(self.row, "build_id", None),
-        )
 
 
 class RecordReader:
@@ -91,33 +45,16 @@ class RecordReader:
 
     async def records(self, row: Any) -> RunRecords:
         """The run's recorded tasks (task 0 derived from its start request)."""
-        req = StartWorkflowExecutionRequest()
-        req.ParseFromString(row.start_request)
         outputs, final, pending, first = await self.process.db_call(self._read, row.run_id)
-        closed = CloseRecords.from_json(row.close_records) if row.close_records else None
         # Without close records (a run closed by a timeout or a terminate, or by an older
         # dbosify), the last completion is the DBOS workflow's output, written just after the
         # row is closed: a history read in between would miss it, so give it a moment.
         deadline = asyncio.get_running_loop().time() + _FINAL_WAIT_S
-        while (closed is None and pending and row.status != RUNNING
+        while (not row.close_records and pending and row.status != RUNNING
                and asyncio.get_running_loop().time() < deadline):
             await asyncio.sleep(0.02)
             outputs, final, pending, first = await self.process.db_call(self._read, row.run_id)
-        records: list[Record] = [record_from_dict(data) for output in outputs
-                                 for data in output.get("records", [])]
-        if closed is not None:
-            records.extend(closed.tasks)
-        completions = task_completions(records, decode_completion(first) if first else None)
-        tasks, final_completion = with_previous_completions(
-            [WorkflowTask(initial_activation(row, req))]
-            + [r for r in records if isinstance(r, WorkflowTask)], completions)
-        if closed is not None:
-            final_completion = closed.final_completion
-        elif isinstance(final, dict) and final.get("previous_completion"):
-            # Format 1: a run closed by the engine left its last completion in the output.
-            final_completion = record_from_dict(final).previous_completion  # type: ignore[union-attr]
-        return RunRecords(row, req, tasks, final_completion)
-
+        return run_records(row, outputs, final, first)
 
 
 async def replay_query(process: Process, records: RunRecords,

@@ -152,22 +152,10 @@ def runs(query: tuple[str, ...], limit: int, database: str | None) -> None:
 @_database_option
 def show(workflow_id: str, run_id: str, database: str | None) -> None:
     """The history of workflow ID (its latest run) as a table, one row per event."""
-
-    async def history() -> list[dict[str, Any]]:
-        from dbosify.history._rows import history_rows
-
-        client = await c.connect(database)
-        try:
-            with c.rpc_errors(workflow_id):
-                handle = client.get_workflow_handle(workflow_id, run_id=run_id or None)
-                events = await handle.fetch_history()
-            return await history_rows(events, client.data_converter)
-        finally:
-            await client.close()  # type: ignore[attr-defined]
-
+    from dbosify.cli._read import history
     from dbosify.history._rows import HISTORY_COLUMNS
 
-    rows = c.run(history())
+    rows = history(database, workflow_id, run_id)
     click.echo(c.table(rows, [col for col in HISTORY_COLUMNS if col != "identity"]))
 
 

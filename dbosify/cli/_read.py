@@ -1,10 +1,12 @@
-"""Read-only commands on dbosify's own tables, without DBOS or the engine.
+"""Read-only commands on the database, without DBOS or the engine.
 
 ``dbosify runs`` and ``dbosify result`` answer from the visibility rows (``dbosify_runs``) and a
-run's close event, which dbosify writes with the close: a SQLAlchemy engine, temporalio's protos
-and its payload converter are all they import, so they answer well within a second. The rows are
-the very ones the notebook's ``runs_frame`` shows (:func:`dbosify.history.run_row`); a test
-holds them equal.
+run's close event, which dbosify writes with the close; ``dbosify show`` builds the history from
+the run's row and its records in DBOS's tables, read directly (``dbosify._store._dbos_tables``).
+A SQLAlchemy engine, temporalio's protos and its payload converter are all they import, so they
+answer well within a second. The rows are the very ones the notebook's ``runs_frame`` and
+``history_frame`` show (:func:`dbosify.history.run_row`, :func:`dbosify.history.history_rows`);
+tests hold them equal.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
 
 from dbosify.cli._common import (
     CommandError,
@@ -50,8 +53,6 @@ def run_rows(database_url: str | None, query: str | None, limit: int,
     them equal), read straight from ``dbosify_runs``: building temporalio's
     ``WorkflowExecution`` objects would import its client and converter, half a second more.
     """
-    from temporalio.api.enums.v1 import WorkflowExecutionStatus
-
     from dbosify._store import _tables as t
     from dbosify._store._visibility import (
         VisibilityQueryError,
@@ -114,6 +115,61 @@ RUN_COLUMNS = ("status", "type", "id", "run_id", "version", "start", "close", "d
 """Keys of a run row, as :data:`dbosify.history.RUN_COLUMNS` (a test holds them equal)."""
 
 
+def _run_row(conn: sa.Connection, namespace: str, workflow_id: str, run_id: str) -> Any:
+    """The run ``run_id`` of ``workflow_id``, else its newest (a running one first), as the
+    service finds it; an unknown id is one line, exit 1."""
+    from dbosify._store import _tables as t
+
+    r = t.runs
+    stmt = sa.select(r).where(r.c.namespace == namespace, r.c.workflow_id == workflow_id)
+    stmt = stmt.where(r.c.run_id == run_id) if run_id else stmt.order_by(
+        (r.c.status == _RUNNING).desc(), r.c.start_time_ms.desc(), r.c.run_id.desc()).limit(1)
+    row = conn.execute(stmt).first()
+    if row is None:
+        raise CommandError(f"no workflow with id {workflow_id!r}"
+                           + (f" and run id {run_id!r}" if run_id else "")
+                           + "; `dbosify runs` lists them")
+    return row
+
+
+_RUNNING = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+_FINAL_WAIT_S = 2.0
+
+
+def history(database_url: str | None, workflow_id: str, run_id: str,
+            namespace: str = "default") -> list[dict[str, Any]]:
+    """The rows of a run's history (keys: :data:`dbosify.history.HISTORY_COLUMNS`), the same
+    as ``fetch_history()`` through the client gives, built from the records read directly."""
+    import os
+
+    from dbosify._store._dbos_tables import DbosTablesError, read_dbos_run
+    from dbosify.history._rows import history_rows
+    from dbosify.history._run import run_records
+
+    engine = open_engine(database(database_url))
+    try:
+        with engine.connect() as conn:
+            row = _run_row(conn, namespace, workflow_id, run_id)
+        deadline = time.monotonic() + _FINAL_WAIT_S
+        while True:
+            with engine.connect() as conn:
+                try:
+                    dbos = read_dbos_run(conn, row.run_id)
+                except DbosTablesError as err:
+                    raise CommandError(str(err)) from None
+            # Without close records the last completion is the DBOS workflow's output, written
+            # just after the row is closed: give it a moment, as the service does.
+            if (row.close_records or not dbos.pending or row.status == _RUNNING
+                    or time.monotonic() >= deadline):
+                break
+            time.sleep(0.02)
+    finally:
+        engine.dispose()
+    records = run_records(row, dbos.step_outputs, dbos.workflow_output, dbos.first_completion)
+    events = records.history(f"dbosify-cli@{os.uname().nodename}")
+    return run(history_rows(events, data_converter()))
+
+
 def _time(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
@@ -134,9 +190,6 @@ def result(database_url: str | None, workflow_id: str, run_id: str, timeout: flo
     its failure's message. Waits for a running run, up to ``timeout`` seconds."""
     from temporalio.api.history.v1 import HistoryEvent
 
-    from dbosify._store import _tables as t
-    from dbosify._store._store import RUNNING
-
     engine = open_engine(database(database_url))
     began = time.monotonic()
     deadline = None if timeout is None else began + timeout
@@ -145,16 +198,8 @@ def result(database_url: str | None, workflow_id: str, run_id: str, timeout: flo
     try:
         while True:
             with engine.connect() as conn:
-                stmt = sa.select(t.runs).where(t.runs.c.namespace == namespace,
-                                               t.runs.c.workflow_id == workflow_id)
-                stmt = stmt.where(t.runs.c.run_id == run_id) if run_id else stmt.order_by(
-                    (t.runs.c.status == RUNNING).desc(), t.runs.c.start_time_ms.desc()).limit(1)
-                row = conn.execute(stmt).first()
-            if row is None:
-                raise CommandError(f"no workflow with id {workflow_id!r}"
-                                   + (f" and run id {run_id!r}" if run_id else "")
-                                   + "; `dbosify runs` lists them")
-            if row.status != RUNNING and row.close_event:
+                row = _run_row(conn, namespace, workflow_id, run_id)
+            if row.status != _RUNNING and row.close_event:
                 event = HistoryEvent.FromString(row.close_event)
                 field = event.WhichOneof("attributes") or ""
                 if field == "workflow_execution_continued_as_new_event_attributes":
