@@ -1,14 +1,19 @@
-"""What the commands import: read-only ones stay off DBOS and the engine (so they answer within
-a second, bench C1); none loads IPython, ipywidgets or pandas (a headless worker)."""
+"""What the commands import: read-only ones (``runs``, ``show``, ``result``) stay off DBOS and the
+engine (so they answer within a second, bench C1); none loads IPython, ipywidgets or pandas (a
+headless worker)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from dbosify.client import Client
+from tests.cli.conftest import Q
 
 PROBE = """
 import json, sys
@@ -35,6 +40,16 @@ def test_read_only_commands_do_not_import_dbos(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     assert _probe("runs", "--database", url) == {"code": 0, "loaded": []}
     assert _probe("result", "nope", "--database", url) == {"code": 1, "loaded": []}
+
+
+@pytest.mark.slow
+async def test_show_and_result_of_a_run_do_not_import_dbos(database: str, served: Client
+                                                           ) -> None:
+    handle = await served.start_workflow("Greet", "Ann", id="g-imports", task_queue=Q)
+    assert await handle.result() == "Hello, Ann!"
+    for command in ("show", "result"):
+        found = await asyncio.to_thread(_probe, command, "g-imports", "--database", database)
+        assert found == {"code": 0, "loaded": []}, command
 
 
 @pytest.mark.slow
