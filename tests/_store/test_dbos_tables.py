@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import pickle
+import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,7 +42,7 @@ attempts: dict[str, int] = {}
 
 @activity.defn
 async def shout(word: str) -> str:
-    key = activity.info().workflow_id
+    key = activity.info().workflow_id or ""
     attempts[key] = attempts.get(key, 0) + 1
     if attempts[key] == 1:
         raise RuntimeError("flaky once")  # A failed attempt, retried: its own record.
@@ -235,7 +237,7 @@ def test_a_value_stored_another_way_fails_loudly() -> None:
         _decode(base64.b64encode(pickle.dumps(timedelta(1))).decode(), None)
 
 
-def test_a_database_without_dbos_tables_has_no_records(tmp_path: Any) -> None:
+def test_a_database_without_dbos_tables_has_no_records(tmp_path: Path) -> None:
     engine = create_engine(resolve_database_url(f"sqlite:///{tmp_path / 'bare.sqlite'}"))
     try:
         with engine.connect() as conn:
@@ -244,3 +246,23 @@ def test_a_database_without_dbos_tables_has_no_records(tmp_path: Any) -> None:
         engine.dispose()
     assert found.step_outputs == [] and found.workflow_output is None
     assert found.first_completion is None and not found.pending
+
+
+@pytest.mark.parametrize("stored", ["golden.sqlite", "inflight-v1.sqlite"])
+async def test_runs_recorded_by_older_dbosify_read_the_same(stored: str, tmp_path: Path) -> None:
+    """Checked-in databases written by earlier versions (record format 1, in flight too)."""
+    copy = tmp_path / stored
+    shutil.copyfile(Path(__file__).parents[1] / "golden" / stored, copy)
+    url = f"sqlite:///{copy}"
+    client = await Client.connect(url)
+    engine = create_engine(resolve_database_url(url))
+    try:
+        with engine.connect() as conn:
+            runs = conn.execute(sa.select(t.runs.c.workflow_id, t.runs.c.run_id)).all()
+        assert runs
+        for workflow_id, run_id in runs:
+            handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+            await _same_history(engine, url, client, handle, run_id)
+    finally:
+        engine.dispose()
+        await client.close()
