@@ -1,7 +1,8 @@
 """What every ``dbosify`` command shares: settings, errors, JSON arguments, tables.
 
-Kept light on purpose: a read-only command (``runs``, ``result``) must answer within a second,
-so nothing here imports DBOS, temporalio's client or the engine; commands import what they use.
+Kept light on purpose: a read-only command (``runs``, ``show``, ``result``) must answer within a
+second, so nothing here imports DBOS, temporalio's client or the engine; commands import what they
+use.
 """
 
 from __future__ import annotations
