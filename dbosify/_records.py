@@ -39,6 +39,7 @@ EVENT_STEP = "dbosify.event"
 ``{"records": [record, ...]}``, each record a dict from a ``to_record`` below."""
 
 DEFAULT_WORKFLOW_TASK_TIMEOUT_S = 10
+"""A run's workflow task timeout when its start request sets none (Temporal's default)."""
 
 
 def _b64(data: bytes) -> str:
