@@ -438,9 +438,13 @@ async def test_limited_actions_and_pause_on_failure(client: Client) -> None:
 
 
 async def test_catchup_window_decides_missed_times(client: Client) -> None:
-    # Created with no worker running; then the due times lie five minutes in the past, as if
-    # every worker had been down. One schedule's window covers them, the other's does not.
-    spec = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=1))])
+    # Created with no worker running; then five due times lie in the past, as if every worker
+    # had been down. One schedule's window covers them, the other's does not.
+    # Due times every two minutes, placed so the last one passed a minute ago and the next
+    # comes in a minute, whatever the wall clock says: none lies inside the short window.
+    now_s = int(datetime.now(timezone.utc).timestamp())
+    spec = ScheduleSpec(intervals=[ScheduleIntervalSpec(
+        every=timedelta(minutes=2), offset=timedelta(seconds=(now_s + 60) % 120))])
     action = _action(Echo.run, "late")
     short = await client.create_schedule("sched-short", Schedule(
         action=action, spec=spec, policy=SchedulePolicy(
@@ -450,7 +454,7 @@ async def test_catchup_window_decides_missed_times(client: Client) -> None:
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.ALLOW_ALL)))
     process = current_process()
     assert process is not None
-    past = (int(datetime.now(timezone.utc).timestamp()) // 60 - 5) * 60_000
+    past = (now_s - 60 - 4 * 120) * 1000
     with process.store.engine.begin() as conn:
         conn.execute(sa.update(t.schedules).values(next_nominal_ms=past, next_due_ms=past))
     async with Worker(client, task_queue=Q, workflows=[Echo]):
