@@ -20,7 +20,11 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.bridge.proto.activity_result import ActivityExecutionResult, ActivityResolution
 from temporalio.bridge.proto.activity_task import ActivityCancelReason, Start
 from temporalio.bridge.proto.workflow_activation import WorkflowActivationJob
-from temporalio.bridge.proto.workflow_commands import ActivityCancellationType, ScheduleActivity
+from temporalio.bridge.proto.workflow_commands import (
+    ActivityCancellationType,
+    ScheduleActivity,
+    ScheduleLocalActivity,
+)
 
 from dbosify._records import ActivityAttemptFailed, ActivityAttemptInfo
 from dbosify._runtime import _run_state as rs
@@ -99,6 +103,31 @@ class ActivityState:
             if ms > 0:
                 return self.scheduled_ms + ms
         return None
+
+
+def activity_start(row: Any, run_id: str, cmd: ScheduleActivity | ScheduleLocalActivity,
+                   attempt: int, scheduled_ms: int, attempt_scheduled_ms: int, now: int) -> Start:
+    """The start of an attempt of run ``run_id`` (its runs row ``row``), in the fields every
+    activity has, local or not."""
+    start = Start(
+        workflow_namespace=row.namespace,
+        workflow_type=row.workflow_type,
+        activity_id=cmd.activity_id,
+        activity_type=cmd.activity_type,
+        attempt=attempt,
+        is_local=isinstance(cmd, ScheduleLocalActivity),
+    )
+    start.workflow_execution.workflow_id = row.workflow_id
+    start.workflow_execution.run_id = run_id
+    for key, value in cmd.headers.items():
+        start.header_fields[key].CopyFrom(value)
+    start.input.extend(cmd.arguments)
+    start.scheduled_time.FromMilliseconds(scheduled_ms)
+    start.current_attempt_scheduled_time.FromMilliseconds(attempt_scheduled_ms)
+    start.started_time.FromMilliseconds(now)
+    if cmd.HasField("retry_policy"):
+        start.retry_policy.CopyFrom(cmd.retry_policy)
+    return start
 
 
 class RunActivities:
@@ -405,24 +434,9 @@ class RunActivities:
 
     def _start_proto(self, act: ActivityState, now: int) -> Start:
         cmd = act.command
-        start = Start(
-            workflow_namespace=self.row.namespace,
-            workflow_type=self.row.workflow_type,
-            activity_id=cmd.activity_id,
-            activity_type=cmd.activity_type,
-            attempt=act.attempt,
-            is_local=False,
-        )
-        start.workflow_execution.workflow_id = self.row.workflow_id
-        start.workflow_execution.run_id = self.run_id
-        for key, value in cmd.headers.items():
-            start.header_fields[key].CopyFrom(value)
-        start.input.extend(cmd.arguments)
+        start = activity_start(self.row, self.run_id, cmd, act.attempt, act.scheduled_ms,
+                               max(act.next_attempt_ms, act.scheduled_ms), now)
         start.heartbeat_details.extend(act.heartbeat_details.payloads)
-        start.scheduled_time.FromMilliseconds(act.scheduled_ms)
-        start.current_attempt_scheduled_time.FromMilliseconds(max(act.next_attempt_ms,
-                                                                  act.scheduled_ms))
-        start.started_time.FromMilliseconds(now)
         s2c = act.schedule_to_close_deadline_ms
         if cmd.HasField("schedule_to_close_timeout"):
             start.schedule_to_close_timeout.CopyFrom(cmd.schedule_to_close_timeout)
@@ -436,8 +450,6 @@ class RunActivities:
             start.start_to_close_timeout.FromMilliseconds(stc_ms)
         if cmd.HasField("heartbeat_timeout"):
             start.heartbeat_timeout.CopyFrom(cmd.heartbeat_timeout)
-        if cmd.HasField("retry_policy"):
-            start.retry_policy.CopyFrom(cmd.retry_policy)
         if cmd.HasField("priority"):
             start.priority.CopyFrom(cmd.priority)
         return start

@@ -38,6 +38,7 @@ from temporalio.bridge.proto.workflow_commands import (
 from dbosify._records import ActivityAttemptInfo
 from dbosify._runtime._activities import AttemptOutcome
 from dbosify._runtime._retry import decide_retry
+from dbosify._runtime._run_activities import activity_start
 from dbosify._store._store import now_ms
 
 if TYPE_CHECKING:
@@ -342,28 +343,12 @@ class RunLocalActivities:
 
     def _local_start(self, la: LocalActivityState, now: int) -> Start:
         cmd = la.command
-        start = Start(
-            workflow_namespace=self.row.namespace,
-            workflow_type=self.row.workflow_type,
-            activity_id=cmd.activity_id,
-            activity_type=cmd.activity_type,
-            attempt=la.attempt,
-            is_local=True,
-        )
-        start.workflow_execution.workflow_id = self.row.workflow_id
-        start.workflow_execution.run_id = self.run_id
-        for key, value in cmd.headers.items():
-            start.header_fields[key].CopyFrom(value)
-        start.input.extend(cmd.arguments)
-        start.scheduled_time.FromMilliseconds(la.scheduled_ms)
-        start.current_attempt_scheduled_time.FromMilliseconds(la.scheduled_ms)
-        start.started_time.FromMilliseconds(now)
+        start = activity_start(self.row, self.run_id, cmd, la.attempt, la.scheduled_ms,
+                               la.scheduled_ms, now)
         if la.schedule_to_close_ms:
             start.schedule_to_close_timeout.CopyFrom(cmd.schedule_to_close_timeout)
         if la.start_to_close_ms:
             start.start_to_close_timeout.FromMilliseconds(la.start_to_close_ms)
-        if cmd.HasField("retry_policy"):
-            start.retry_policy.CopyFrom(cmd.retry_policy)
         return start
 
     # Resolving --------------------------------------------------------------------------------
