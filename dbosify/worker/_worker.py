@@ -284,10 +284,12 @@ class Worker:
             self._running = False
             self._done = True
 
-    async def _settle_runs(self, timeout: float = 2.0) -> None:
+    async def _settle_runs(self, timeout: float = 10.0) -> None:
         # Attempts that ended in the grace period handed their outcomes to their runs in
         # memory; let the runs record them before remove_worker stops the runs (Temporal's
-        # server has an outcome once the worker reports it).
+        # server has an outcome once the worker reports it). The wait ends as soon as the runs
+        # are idle; the cap is generous because a loaded machine records slowly, and an outcome
+        # not recorded means the activity runs again on the next worker.
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         while loop.time() < end and any(

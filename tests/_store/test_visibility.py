@@ -38,7 +38,8 @@ from dbosify._store._visibility_parse import (
 
 PG_ADMIN_URL = os.environ.get("DBOSIFY_TEST_POSTGRES_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-PG_SCRATCH_DB = "dbosify_visibility_test"
+# One per test process: parallel sessions (pytest-xdist workers) must not share or drop it.
+PG_SCRATCH_DB = f"dbosify_visibility_test_{os.getpid()}"
 
 
 # ------------------------------------------------------------------------------------ parser
@@ -414,6 +415,11 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     _populate(eng)
     yield eng
     eng.dispose()
+    if request.param == "postgres":
+        admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{PG_SCRATCH_DB}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def run_ids(engine: sa.Engine, query: str, types: Mapping[str, str] = TYPES) -> list[str]:
