@@ -151,10 +151,15 @@ def test_an_interrupt_stops_the_wait_not_the_run(session: Session) -> None:
 
     session.define(COUNTER)
     session.start("Counter", 1, id="i1")
+    # As a kernel executing a cell does (a pytest-xdist worker ignores SIGINT otherwise).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
     timer.start()
-    with pytest.raises(KeyboardInterrupt):
-        session.result("i1", timeout=30)
-    timer.join()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            session.result("i1", timeout=30)
+    finally:
+        timer.join()
+        signal.signal(signal.SIGINT, previous)
     session.signal("i1", "go")
     assert session.result("i1", timeout=20) == 3
