@@ -268,8 +268,9 @@ class Worker:
         self.stopping = True
         try:
             if self.activity_runner is not None:
+                drained = self.activity_runner.running > 0
                 await self.activity_runner.shutdown(self.graceful_shutdown_timeout.total_seconds())
-                await self._settle_runs()
+                await self._settle_runs(quiet=0.2 if drained else 0.0)
             if self._client is not None:
                 await self.process.remove_worker(self)
             if self._owns_client and self._client is not None and hasattr(self._client, "close"):
@@ -284,18 +285,29 @@ class Worker:
             self._running = False
             self._done = True
 
-    async def _settle_runs(self, timeout: float = 10.0) -> None:
+    async def _settle_runs(self, timeout: float = 10.0, quiet: float = 0.0) -> None:
         # Attempts that ended in the grace period handed their outcomes to their runs in
         # memory; let the runs record them before remove_worker stops the runs (Temporal's
         # server has an outcome once the worker reports it). The wait ends as soon as the runs
         # are idle; the cap is generous because a loaded machine records slowly, and an outcome
         # not recorded means the activity runs again on the next worker.
+        # ``quiet``: how long the runs must stay idle before the wait ends. Attempts that were
+        # drained hand over their outcomes a few loop turns after the runner's shutdown returns,
+        # so an idle run at that moment may still have an outcome on its way.
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
-        while loop.time() < end and any(
+        idle_since: float | None = None
+        while loop.time() < end:
+            busy = any(
                 d.outcomes or not d.idle for d in self.process.drivers.values()
                 if d.row is not None and d.row.task_queue == self.task_queue and not d.closed
-                and d.current_task is not None and not d.current_task.done()):
+                and d.current_task is not None and not d.current_task.done())
+            if busy:
+                idle_since = None
+            elif idle_since is None:
+                idle_since = loop.time()
+            if idle_since is not None and loop.time() - idle_since >= quiet:
+                return
             await asyncio.sleep(0.005)
 
     async def shutdown(self) -> None:
