@@ -43,7 +43,7 @@ from temporalio.bridge.proto.workflow_activation import InitializeWorkflow, Work
 from temporalio.bridge.proto.workflow_commands import ActivityCancellationType, WorkflowCommand
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 
-from dbosify._records import WorkflowTask
+from dbosify._records import DEFAULT_WORKFLOW_TASK_TIMEOUT_S, WorkflowTask
 from dbosify.history import _commands, _events, _jobs
 from dbosify.history._state import Activity, Child, External, Timer
 
@@ -58,8 +58,6 @@ Core expects a ``TemporalChangeVersion`` search-attribute upsert after every pat
 
 SDK_NAME = "temporal-python"
 
-DEFAULT_WORKFLOW_TASK_TIMEOUT_S = 10
-"""What Temporal's server uses when the start request leaves the workflow task timeout unset."""
 
 _WFT_COMPLETED_FIELD = "workflow_task_completed_event_id"
 
