@@ -114,13 +114,22 @@ async def waits_for_cancel() -> str:
 
 
 @activity.defn
+async def until_started() -> None:
+    """Returns once ``waits_for_cancel`` of the same workflow has logged that it started, so the
+    cancellation always reaches a running activity however slow the machine is."""
+    wid = activity.info().workflow_id
+    while "started" not in LOG[wid]:
+        await asyncio.sleep(0.01)
+
+
+@activity.defn
 async def slow(ms: int) -> int:
     _log(("slow", ms))
     await asyncio.sleep(ms / 1000)
     return ms
 
 
-ACTIVITIES = [greet, flaky, refuses, hangs_first, waits_for_cancel, slow]
+ACTIVITIES = [greet, flaky, refuses, hangs_first, waits_for_cancel, until_started, slow]
 
 
 # --- Workflows -----------------------------------------------------------------------------------
@@ -145,7 +154,8 @@ class RunLocal:
         handle = workflow.start_local_activity(
             call.activity, args=call.args,
             cancellation_type=ActivityCancellationType[call.cancel], **options)
-        await workflow.sleep(0.2)
+        await workflow.execute_local_activity(until_started,
+                                              start_to_close_timeout=timedelta(seconds=30))
         handle.cancel()
         try:
             await handle
@@ -376,7 +386,7 @@ async def test_cancellation(client: Client, wid: str, ctype: str) -> None:
     else:
         assert later == ["started"]  # Abandoned: it runs on, never told.
     history = await _history(client, wid)
-    [(data, attrs)] = _markers(history)
+    [(data, attrs)] = [m for m in _markers(history) if m[0]["activity_type"] == "waits_for_cancel"]
     assert attrs.failure.HasField("canceled_failure_info")
     assert (data["complete_time"] is None) == (ctype != "WAIT_CANCELLATION_COMPLETED")
 
