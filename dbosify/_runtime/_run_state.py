@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from temporalio.api.common.v1 import Payloads, SearchAttributes
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.api.history.v1 import WorkflowExecutionSignaledEventAttributes
+from temporalio.api.update.v1 import Request
 from temporalio.api.workflowservice.v1 import (
     RequestCancelWorkflowExecutionRequest,
     SignalWorkflowExecutionRequest,
@@ -45,12 +47,7 @@ def job_from_inbox(event: InboxEvent) -> WorkflowActivationJob | None:
     if event.kind == "signal":
         signal = SignalWorkflowExecutionRequest()
         signal.ParseFromString(event.payload)
-        job.signal_workflow.signal_name = signal.signal_name
-        job.signal_workflow.input.extend(signal.input.payloads)
-        job.signal_workflow.identity = signal.identity
-        for key, value in signal.header.fields.items():
-            job.signal_workflow.headers[key].CopyFrom(value)
-        return job
+        return signal_job(signal)
     if event.kind == "cancel":
         cancel = RequestCancelWorkflowExecutionRequest()
         cancel.ParseFromString(event.payload)
@@ -59,19 +56,39 @@ def job_from_inbox(event: InboxEvent) -> WorkflowActivationJob | None:
     if event.kind == "update":
         update = UpdateWorkflowExecutionRequest()
         update.ParseFromString(event.payload)
-        request = update.request
-        do = job.do_update
-        do.id = request.meta.update_id
-        do.protocol_instance_id = request.meta.update_id
-        do.name = request.input.name
-        do.input.extend(request.input.args.payloads)
-        for key, value in request.input.header.fields.items():
-            do.headers[key].CopyFrom(value)
-        do.meta.update_id = request.meta.update_id
-        do.meta.identity = request.meta.identity
-        do.run_validator = True
-        return job
+        return update_job(update.request, update.request.meta.update_id, run_validator=True)
     return None
+
+
+def signal_job(
+    signal: SignalWorkflowExecutionRequest | WorkflowExecutionSignaledEventAttributes,
+) -> WorkflowActivationJob:
+    """The ``SignalWorkflow`` job for a signal, as sent (a live run's inbox) or as recorded (a
+    history replayed)."""
+    job = WorkflowActivationJob()
+    job.signal_workflow.signal_name = signal.signal_name
+    job.signal_workflow.input.extend(signal.input.payloads)
+    job.signal_workflow.identity = signal.identity
+    for key, value in signal.header.fields.items():
+        job.signal_workflow.headers[key].CopyFrom(value)
+    return job
+
+
+def update_job(request: Request, protocol_instance_id: str, *,
+               run_validator: bool) -> WorkflowActivationJob:
+    """The ``DoUpdate`` job for an update request (its id is the request's, else the protocol
+    instance's)."""
+    job = WorkflowActivationJob()
+    do = job.do_update
+    do.id = request.meta.update_id or protocol_instance_id
+    do.protocol_instance_id = protocol_instance_id
+    do.name = request.input.name
+    do.input.extend(request.input.args.payloads)
+    for key, value in request.input.header.fields.items():
+        do.headers[key].CopyFrom(value)
+    do.meta.CopyFrom(request.meta)
+    do.run_validator = run_validator
+    return job
 
 
 def _pack(**parts: bytes | int | str | None) -> bytes:
