@@ -8,7 +8,8 @@ Templates are ordinary workflows you subclass with settings as class attributes:
 - :class:`Backfill`: an activity per partition (dates, id ranges) with bounded concurrency.
 - :class:`FanOut`: an activity mapped over many items with bounded concurrency.
 
-Serve them with ``activities=dbosify.pipelines.ACTIVITIES`` (plus your own activities).
+Serve them with ``activities=dbosify.pipelines.ACTIVITIES`` (plus your own activities);
+``dbosify worker MODULE`` adds every activity a module's pipelines call by itself.
 Importing this package loads neither pandas nor pyarrow: they are imported when a DataFrame or
 Parquet source or sink is used (``pip install dbosify[pipelines]`` installs pyarrow).
 """
@@ -22,10 +23,11 @@ from dbosify.pipelines._backfill import (
     Backfill,
     BackfillProgress,
     BackfillResult,
+    BackfillState,
     date_partitions,
     id_ranges,
 )
-from dbosify.pipelines._fanout import FanOut
+from dbosify.pipelines._fanout import FanOut, FanOutState
 from dbosify.pipelines._ingest import (
     BatchRequest,
     BatchResult,
@@ -66,6 +68,7 @@ __all__ = [
     "Backfill",
     "BackfillProgress",
     "BackfillResult",
+    "BackfillState",
     "Batch",
     "BatchRequest",
     "BatchResult",
@@ -74,6 +77,7 @@ __all__ = [
     "DataFrameSink",
     "DataFrameSource",
     "FanOut",
+    "FanOutState",
     "FileFolder",
     "HttpJson",
     "IncrementalIngest",

@@ -22,6 +22,8 @@ class BackfillProgress:
     done: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     running: list[str] = field(default_factory=list)
+    runs: int = 1
+    """How many runs (continued as new) the backfill took so far."""
 
 
 @dataclass
@@ -30,6 +32,17 @@ class BackfillResult:
 
     results: dict[str, Any]
     failed: dict[str, str]
+
+
+@dataclass
+class BackfillState:
+    """What a backfill carries into its next run when it continues as new: the partitions
+    finished so far (no partition is in flight then)."""
+
+    total: int
+    results: dict[str, Any] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    runs: int = 1
 
 
 class Backfill(Template):
@@ -43,6 +56,10 @@ class Backfill(Template):
     ``ApplicationError`` (type ``BackfillFailed``) naming every failed partition, after all
     others finished; with ``fail_run = False`` it returns them in ``BackfillResult.failed``.
 
+    A long backfill continues as new after every ``partitions_per_run`` partitions, so each
+    run's history stays bounded: the run lets its partitions in flight finish, then continues
+    with the partitions left and the results so far (nothing is lost or run twice).
+
     >>> class DailyTotals(Backfill):
     ...     activity = total_for_day        # @activity.defn async def ...(day: str)
     ...     concurrency = 4
@@ -54,13 +71,17 @@ class Backfill(Template):
     activity: ClassVar[Callable[..., Any]]
     concurrency: ClassVar[int] = 4
     fail_run: ClassVar[bool] = True
+    partitions_per_run: ClassVar[int] = 1000
+    """Partitions one run processes before it continues as new (about six history events
+    each)."""
 
     def __init__(self) -> None:
         self._progress = BackfillProgress()
 
     if TYPE_CHECKING:
         # Made for each subclass when it is defined (see Template); declared for type checkers.
-        async def run(self, partitions: list[Any]) -> BackfillResult: ...
+        async def run(self, partitions: list[Any],
+                      state: BackfillState | None = None) -> BackfillResult: ...
 
     @classmethod
     def _check_settings(cls) -> None:
@@ -73,13 +94,23 @@ class Backfill(Template):
             raise TypeError(f"{cls.__name__}.activity must be an @activity.defn function")
         if cls.concurrency < 1:
             raise TypeError(f"{cls.__name__}.concurrency must be >= 1")
+        if cls.partitions_per_run < 1:
+            raise TypeError(f"{cls.__name__}.partitions_per_run must be >= 1")
 
-    async def _run_impl(self, partitions: list[Any]) -> BackfillResult:
+    @classmethod
+    def template_activities(cls) -> list[Callable[..., Any]]:
+        return [setting(cls, "activity")]
+
+    async def _run_impl(self, partitions: list[Any],
+                        state: BackfillState | None = None) -> BackfillResult:
         cls = type(self)
         fn = setting(cls, "activity")
+        if state is None:
+            state = BackfillState(total=len(partitions))
+        results = state.results
         progress = self._progress
-        progress.total = len(partitions)
-        results: dict[str, Any] = {}
+        progress.total, progress.runs = state.total, state.runs
+        progress.done, progress.failed = list(results), state.failed
         self._show()
 
         async def call(_: int, partition: Any) -> None:
@@ -97,7 +128,13 @@ class Backfill(Template):
                 progress.running.remove(label)
                 self._show()
 
-        await map_bounded(partitions, cls.concurrency, call)
+        now, later = partitions[:cls.partitions_per_run], partitions[cls.partitions_per_run:]
+        # Every partition of this run finishes before it continues: none is in flight across
+        # the hand-over, so none is lost or started twice.
+        await map_bounded(now, cls.concurrency, call)
+        if later:
+            state.runs += 1
+            workflow.continue_as_new(args=[later, state])
         if progress.failed and cls.fail_run:
             names = ", ".join(progress.failed)
             raise ApplicationError(
@@ -113,11 +150,13 @@ class Backfill(Template):
             text += f", {len(p.failed)} failed ({', '.join(list(p.failed)[:5])})"
         if p.running:
             text += f"; running {', '.join(p.running[:5])}"
+        if p.runs > 1:
+            text += f" (run {p.runs})"
         workflow.set_current_details(text)
 
     @workflow.query
     def progress(self) -> BackfillProgress:
-        """Partitions done, failed and running."""
+        """Partitions done, failed and running (over every run so far)."""
         return self._progress
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -128,6 +128,10 @@ class IncrementalIngest(Template):
             cls.primary_key = (cls.primary_key,)
         if cls.batch_size < 1 or cls.batches_per_run < 1:
             raise TypeError(f"{cls.__name__}: batch_size and batches_per_run must be >= 1")
+
+    @classmethod
+    def template_activities(cls) -> list[Callable[..., Any]]:
+        return [start_ingest, ingest_batch]
 
     @classmethod
     def is_incremental(cls) -> bool:

@@ -56,6 +56,12 @@ class Template:
     def _check_settings(cls) -> None:
         """Raise a TypeError naming a missing or bad setting (at class definition)."""
 
+    @classmethod
+    def template_activities(cls) -> list[Callable[..., Any]]:
+        """The activities this pipeline's runs call: a worker serving the workflow must serve
+        them too (``dbosify worker`` adds them by itself)."""
+        return []
+
 
 def _make_run(cls: type, impl: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     """``run``, defined "on" ``cls`` as temporalio requires of a workflow's run method, calling

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dbosify.pipelines
 
 EXPORTS = [
-    "ACTIVITIES", "Backfill", "BackfillProgress", "BackfillResult", "Batch", "BatchRequest",
-    "BatchResult", "BatchWrite", "CsvFiles", "DataFrameSink", "DataFrameSource", "FanOut",
+    "ACTIVITIES", "Backfill", "BackfillProgress", "BackfillResult", "BackfillState", "Batch",
+    "BatchRequest", "BatchResult", "BatchWrite", "CsvFiles", "DataFrameSink", "DataFrameSource",
+    "FanOut", "FanOutState",
     "FileFolder", "HttpJson", "IncrementalIngest", "IngestResult", "IngestState",
     "IterableSource", "ParquetFiles", "PostgresTable", "Row", "Schema", "SchemaConflictError",
     "Sink", "Source", "SqlQuery", "SqliteTable", "Template", "WriteDisposition", "Written",

@@ -1,5 +1,5 @@
 """Backfill (each partition retried on its own, progress visible) and FanOut (the concurrency
-bound, measured with a counter)."""
+bound, measured with a counter); both continuing as new with their progress carried."""
 
 from __future__ import annotations
 
@@ -180,10 +180,119 @@ async def test_fanout_respects_its_concurrency_bound(client: Client, serve: Any)
     assert result == [n * n for n in items]
     assert max(PEAK) == LIMIT
     assert len(PEAK) == len(items)
-    assert progress == {"done": 12, "total": 12}
+    assert progress == {"done": 12, "total": 12, "runs": 1}
 
 
 def test_id_ranges_cover_the_range() -> None:
     assert id_ranges(5, 30, 10) == [[5, 15], [15, 25], [25, 30]]
     with pytest.raises(ValueError):
         id_ranges(0, 1, 0)
+
+
+CALLS: Counter[Any] = Counter()
+
+
+@activity.defn
+async def flaky_held_day(day: str) -> int:
+    """load_day, but 2024-03-08 waits for HOLD (so a test can look at a run mid-way)."""
+    CALLS[day] += 1
+    if day == "2024-03-08":
+        await asyncio.to_thread(HOLD.wait, 30)
+    return await load_day(day)
+
+
+class LongBackfill(Backfill):
+    activity = flaky_held_day
+    concurrency = 2
+    partitions_per_run = 3
+    retry_policy = _FAST
+    fail_run = False
+
+
+async def test_a_long_backfill_continues_as_new_carrying_its_progress(
+        client: Client, serve: Any) -> None:
+    import temporalio.api.sdk.v1
+
+    HOLD.clear()
+    CALLS.clear()
+    days = date_partitions("2024-03-01", "2024-03-10")
+    FAIL_UNTIL.update({"2024-03-02": 2, "2024-03-05": 0})
+    async with serve([LongBackfill], [flaky_held_day]):
+        handle = await client.start_workflow(LongBackfill.run, days, id=f"bf-{uuid.uuid4()}",
+                                             task_queue="q")
+        # Runs of 3 partitions: the third run (03-07, 03-08, 03-09) holds on 03-08.
+        for _ in range(1000):
+            progress = await handle.query(LongBackfill.progress)  # type: ignore[arg-type]
+            if progress.runs == 3 and len(progress.done) == 7:
+                break
+            await asyncio.sleep(0.02)
+        assert progress.runs == 3 and progress.total == 10
+        assert sorted(progress.done) == [d for d in days[:9] if d not in ("2024-03-05",
+                                                                        "2024-03-08")]
+        assert list(progress.failed) == ["2024-03-05"] and progress.running == ["2024-03-08"]
+        metadata = await handle.query("__temporal_workflow_metadata",
+                                      result_type=temporalio.api.sdk.v1.WorkflowMetadata)
+        assert metadata.current_details == \
+            "7/10 partitions done, 1 failed (2024-03-05); running 2024-03-08 (run 3)"
+        HOLD.set()
+        result: BackfillResult = await handle.result()
+        last_history = await handle.fetch_history()
+        first = client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
+        first_history = await first.fetch_history()
+        described = await first.describe()
+    assert result.results == {d: int(d[-2:]) for d in days if d != "2024-03-05"}
+    assert list(result.failed) == ["2024-03-05"]
+    # Nothing lost or repeated across the hand-overs: one call per partition, save retries.
+    assert CALLS == {**{d: 1 for d in days}, "2024-03-02": 2, "2024-03-05": 3}
+    # Each run's history holds its own partitions only: bounded however long the backfill.
+    def scheduled(history: Any) -> int:
+        return sum(e.HasField("activity_task_scheduled_event_attributes")
+                   for e in history.events)
+    assert scheduled(first_history) == 3 and scheduled(last_history) == 1
+    assert first_history.events[-1].HasField(
+        "workflow_execution_continued_as_new_event_attributes")
+    assert described.status is not None and described.status.name == "CONTINUED_AS_NEW"
+
+
+CUBED: Counter[int] = Counter()
+CUBE_RUNNING: list[int] = []
+CUBE_PEAK: list[int] = []
+
+
+@activity.defn
+async def cube(n: int) -> int:
+    with _lock:
+        CUBED[n] += 1
+        CUBE_RUNNING.append(n)
+        CUBE_PEAK.append(len(CUBE_RUNNING))
+    try:
+        await asyncio.sleep(0.01 * (n % 3))  # finishing out of order
+        return n ** 3
+    finally:
+        with _lock:
+            CUBE_RUNNING.remove(n)
+
+
+class Cubes(FanOut):
+    activity = cube
+    concurrency = 2
+    items_per_run = 3
+
+
+async def test_a_long_fanout_continues_as_new_and_returns_every_result_in_order(
+        client: Client, serve: Any) -> None:
+    CUBED.clear()
+    CUBE_PEAK.clear()
+    items = list(range(11))
+    async with serve([Cubes], [cube]):
+        handle = await client.start_workflow(Cubes.run, items, id=f"fo-{uuid.uuid4()}",
+                                             task_queue="q")
+        result = await handle.result()
+        progress = await handle.query(Cubes.progress)  # type: ignore[arg-type]
+        history = await handle.fetch_history()
+    assert result == [n ** 3 for n in items]
+    assert CUBED == {n: 1 for n in items}
+    assert max(CUBE_PEAK) <= 2
+    assert progress == {"done": 11, "total": 11, "runs": 4}  # 3 + 3 + 3 + 2 items
+    assert sum(e.HasField("activity_task_scheduled_event_attributes")
+               for e in history.events) == 2
