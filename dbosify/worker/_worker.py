@@ -261,7 +261,17 @@ class Worker:
             await self.process.add_worker(self)
             self._started.set()
             await self._shutdown_requested.wait()
-        finally:
+        except GeneratorExit:
+            # The coroutine is being discarded after its event loop closed (a test timed out
+            # inside ``async with Worker``): nothing can be awaited any more. The process
+            # forgets workers of a dead loop on its own (Process._forget_dead_loop).
+            self._running = False
+            self._done = True
+            raise
+        except BaseException:
+            await self._stop()
+            raise
+        else:
             await self._stop()
 
     async def _stop(self) -> None:
