@@ -1,6 +1,7 @@
 """``dbosify worker MODULE_OR_FILE``: a long-lived, headless worker.
 
-It serves every workflow and activity the module defines or imports, on one task queue. Runs
+It serves every workflow and activity the module defines or imports, on one task queue, and
+the activities its ``dbosify.pipelines`` templates call (no ``ACTIVITIES`` to list). Runs
 left pending (by a crashed worker, or started while none ran) are picked up when it starts, as
 any dbosify worker does. One line is logged per finished run. SIGTERM or Ctrl-C stops it:
 running activities get :data:`GRACEFUL_SHUTDOWN` to finish, then it exits 0; runs it did not
@@ -74,18 +75,31 @@ def load_module(target: str) -> types.ModuleType:
 
 
 def definitions(module: types.ModuleType) -> tuple[list[type], list[Callable[..., Any]]]:
-    """The workflow classes and activity functions a module holds, sorted by name."""
+    """The workflow classes and activity functions a module holds, sorted by name, with the
+    activities its pipelines call (``dbosify.pipelines`` templates' own, and the activity a
+    ``Backfill`` or ``FanOut`` maps) even when the module does not name them."""
     workflows: dict[str, type] = {}
     activities: dict[str, Callable[..., Any]] = {}
+
+    def add_activity(value: Any) -> None:
+        act = temporalio.activity._Definition.from_callable(value)
+        if act is not None:
+            activities.setdefault(act.name or "", value)
+
     for value in vars(module).values():
         if isinstance(value, type):
             defn = temporalio.workflow._Definition.from_class(value)
             if defn is not None:
                 workflows.setdefault(defn.name or "", value)
         elif callable(value):
-            act = temporalio.activity._Definition.from_callable(value)
-            if act is not None:
-                activities.setdefault(act.name or "", value)
+            add_activity(value)
+    # Only a module that subclassed a template has loaded the pipelines package.
+    template = sys.modules.get("dbosify.pipelines._template")
+    if template is not None:
+        for cls in workflows.values():
+            if issubclass(cls, template.Template):
+                for fn in getattr(cls, "template_activities")():
+                    add_activity(fn)
     return ([workflows[k] for k in sorted(workflows)],
             [activities[k] for k in sorted(activities)])
 

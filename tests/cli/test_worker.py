@@ -153,3 +153,64 @@ def test_promoted_module_on_another_queue_is_warned_about(
     assert out.exit_code == 2  # defines nothing to serve
     assert "promoted.py was promoted for task queue 'etl' but this worker serves 'dbosify'" \
         in caplog.text
+
+
+def _pipeline_module(folder: Path) -> Path:
+    """A user's pipeline module that names none of the activities its pipelines call: the
+    template's own (IncrementalIngest's) and a FanOut's activity reached through a module."""
+    (folder / "cli_etl_tasks.py").write_text(
+        "from dbosify import activity\n\n\n"
+        "@activity.defn\nasync def cli_etl_double(n: int) -> int:\n    return 2 * n\n")
+    module = folder / "cli_etl.py"
+    module.write_text(
+        "from dbosify import pipelines\n\nimport cli_etl_tasks\n\n\n"
+        "class CliEtlCopy(pipelines.IncrementalIngest):\n"
+        "    source = pipelines.IterableSource([{'id': i} for i in range(7)])\n"
+        f"    sink = pipelines.SqliteTable({str(folder / 'sink.sqlite')!r}, 'copied')\n"
+        "    batch_size = 3\n\n\n"
+        "class CliEtlDoubles(pipelines.FanOut):\n"
+        "    activity = cli_etl_tasks.cli_etl_double\n")
+    return module
+
+
+def test_a_pipeline_module_gets_its_templates_activities(tmp_path: Path) -> None:
+    from dbosify.cli._worker import definitions, load_module
+
+    module = load_module(str(_pipeline_module(tmp_path)))
+    workflows, activities = definitions(module)
+    assert [w.__name__ for w in workflows] == ["CliEtlCopy", "CliEtlDoubles"]
+    assert sorted(getattr(a, "__temporal_activity_definition").name for a in activities) == [
+        "cli_etl_double", "dbosify.pipelines.ingest_batch", "dbosify.pipelines.start_ingest"]
+
+
+@pytest.mark.slow
+async def test_worker_serves_a_pipeline_module_with_no_activity_listed(
+        database: str, tmp_path: Path) -> None:
+    import sqlite3
+
+    module = _pipeline_module(tmp_path)
+    client = await Client.connect(database)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dbosify.cli", "worker", str(module), "--task-queue", Q,
+         "--database", database], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = asyncio.create_task(asyncio.to_thread(
+        lambda: [lines.append(line) for line in proc.stderr]))  # type: ignore[union-attr]
+    try:
+        await _wait_for_line(proc, lines, "serving task queue")
+        copied = await asyncio.wait_for(client.execute_workflow(
+            "CliEtlCopy", id="etl-copy", task_queue=Q), 60)
+        doubled = await asyncio.wait_for(client.execute_workflow(
+            "CliEtlDoubles", [1, 2, 3], id="etl-doubles", task_queue=Q), 60)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 30) == 0, "".join(lines)
+        await reader
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        await client.close()
+    assert copied["rows"] == 7 and doubled == [2, 4, 6]
+    with sqlite3.connect(tmp_path / "sink.sqlite") as conn:
+        assert conn.execute("SELECT count(*) FROM copied").fetchone() == (7,)
+    assert not any("not registered" in line for line in lines), "".join(lines)
