@@ -356,6 +356,13 @@ class HttpJson(Source):
     ``"links.next"``; the last page has none). ``items`` is the dotted path of the list of
     records in a response (``""`` when the response is the list itself).
 
+    The cursor is the page and how many of its records were read (``{"page": 5, "seen": 3}``,
+    or ``{"url": ..., "seen": 3}`` with ``next_key``): an API that appends records fills its
+    last page first, so the next run re-reads that page and takes only the records after the
+    ones it saw, then goes on to pages that appeared since. A page is known full when it holds
+    ``page_size`` records; without ``page_size``, when the next page has records, which costs
+    a second request per page.
+
     >>> HttpJson("http://127.0.0.1:8000/orders", items="data", page_size=100)  # doctest: +SKIP
     """
 
@@ -371,29 +378,67 @@ class HttpJson(Source):
 
     def read(self, cursor: Any, batch_size: int) -> Batch:
         if self.next_key is not None:
-            url = self.url if cursor is None else str(cursor)
+            return self._read_linked(cursor)
+        return self._read_numbered(cursor)
+
+    def _read_numbered(self, cursor: Any) -> Batch:
+        # A bare number is a page none of which was read (how a caller names a start page).
+        if isinstance(cursor, dict):
+            page, seen = int(cursor["page"]), int(cursor["seen"])
         else:
-            page = self.first_page if cursor is None else int(cursor)
-            params = {self.page_param: str(page)}
-            if self.page_size is not None:
-                params[self.page_size_param] = str(self.page_size)
-            url = _with_params(self.url, params)
+            page, seen = (self.first_page if cursor is None else int(cursor)), 0
+        records, _ = self._page(self._numbered_url(page))
+        rows = records[seen:]
+        if self.page_size is not None:
+            if len(records) >= self.page_size:
+                return Batch(rows, {"page": page + 1, "seen": 0}, False)
+            if not rows:
+                return Batch([], cursor, True)  # nothing new: the cursor stays where it was
+            # The last page so far: the cursor stays on it, as it may still grow.
+            return Batch(rows, {"page": page, "seen": len(records)}, True)
+        # Without page_size, whether a page is full shows only by the next one having records.
+        following = self._page(self._numbered_url(page + 1))[0] if records else []
+        if following:
+            if rows:
+                return Batch(rows, {"page": page + 1, "seen": 0}, False)
+            return Batch(following, {"page": page + 1, "seen": len(following)}, False)
+        if not rows:
+            return Batch([], cursor, True)
+        return Batch(rows, {"page": page, "seen": len(records)}, True)
+
+    def _numbered_url(self, page: int) -> str:
+        params = {self.page_param: str(page)}
+        if self.page_size is not None:
+            params[self.page_size_param] = str(self.page_size)
+        return _with_params(self.url, params)
+
+    def _read_linked(self, cursor: Any) -> Batch:
+        if isinstance(cursor, dict):
+            url, seen = str(cursor["url"]), int(cursor["seen"])
+        else:
+            url, seen = (self.url if cursor is None else str(cursor)), 0
+        while True:
+            records, body = self._page(url)
+            rows = records[seen:]
+            following = _dig(body, self.next_key or "") if isinstance(body, dict) else None
+            if following:
+                # A page with a next one is full: the cursor moves to the next page.
+                after = urllib.parse.urljoin(url, str(following))
+                if rows:
+                    return Batch(rows, {"url": after, "seen": 0}, False)
+                url, seen = after, 0
+                continue
+            if not rows:
+                return Batch([], cursor, True)  # nothing new: the cursor stays where it was
+            return Batch(rows, {"url": url, "seen": len(records)}, True)
+
+    def _page(self, url: str) -> tuple[list[Row], Any]:
         body = self._get(url)
         records = _dig(body, self.items)
         if not isinstance(records, list):
             raise ApplicationError(f"{url} answered without a list at {self.items!r}: set "
                                    "items= to where the records are", non_retryable=True)
-        rows = [dict(r) for r in records]
-        if self.next_key is not None:
-            following = _dig(body, self.next_key) if isinstance(body, dict) else None
-            if not following:
-                return Batch(rows, cursor if cursor is not None else self.url, True)
-            return Batch(rows, urllib.parse.urljoin(url, str(following)), False)
-        page = self.first_page if cursor is None else int(cursor)
-        if not rows:
-            return Batch(rows, page, True)
-        short = self.page_size is not None and len(rows) < self.page_size
-        return Batch(rows, page + 1, short)
+        return [dict(r) for r in records], body
 
     def _get(self, url: str) -> Any:
         request = urllib.request.Request(url, headers={"Accept": "application/json",

@@ -28,21 +28,23 @@ RECORDS = [{"id": i, "name": f"item {i}", "tags": [i % 3]} for i in range(1, 24)
 
 
 class _Api(BaseHTTPRequestHandler):
-    """Pages of RECORDS: ``/numbered?page=N&page_size=S`` and ``/linked?after=ID`` (which
-    names the next page in ``links.next``). Requests are logged on the server."""
+    """Pages of the server's ``records`` (RECORDS at first): ``/numbered?page=N&page_size=S``
+    (10 a page by default) and ``/linked?after=ID`` (which names the next page in
+    ``links.next``). Requests are logged on the server."""
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         self.server.requests.append(self.path)
+        records = self.server.records
         if parts.path == "/numbered":
             size = int(query.get("page_size", 10))
             page = int(query["page"])
-            body: Any = {"data": RECORDS[(page - 1) * size: page * size]}
+            body: Any = {"data": records[(page - 1) * size: page * size]}
         elif parts.path == "/linked":
             after = int(query.get("after", 0))
-            chunk = [r for r in RECORDS if r["id"] > after][:10]
-            more = chunk and chunk[-1]["id"] < RECORDS[-1]["id"]
+            chunk = [r for r in records if r["id"] > after][:10]
+            more = chunk and chunk[-1]["id"] < records[-1]["id"]
             body = {"items": chunk,
                     "links": {"next": f"/linked?after={chunk[-1]['id']}" if more else None}}
         else:
@@ -63,6 +65,7 @@ class _Api(BaseHTTPRequestHandler):
 def api() -> Iterator[ThreadingHTTPServer]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
     server.requests = []
+    server.records = list(RECORDS)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -107,6 +110,55 @@ async def test_http_pages_by_number_and_by_link(client: Client, serve: Any, kit:
         assert kit.query(f'SELECT count(*), count(DISTINCT id) FROM "{table}"') == [(23, 23)]
     tags = kit.query(f'SELECT tags FROM "{linked_table}" WHERE id = 5')[0][0]
     assert (json.loads(tags) if isinstance(tags, str) else tags) == [2]
+
+
+async def test_http_append_takes_records_added_to_the_last_page_later(
+        client: Client, serve: Any, kit: SinkKit, api: ThreadingHTTPServer) -> None:
+    tables = {name: kit.table(name) for name in ("sized", "unsized", "linked")}
+    sources = {"sized": pipelines.HttpJson(f"{_base(api)}/numbered", items="data", page_size=5),
+               "unsized": pipelines.HttpJson(f"{_base(api)}/numbered", items="data"),
+               "linked": pipelines.HttpJson(f"{_base(api)}/linked", next_key="links.next")}
+    appends = {name: pipeline(f"Append{name.title()}", source=sources[name],
+                              sink=kit.sink(tables[name])) for name in tables}
+
+    def add(count: int) -> None:
+        last = api.records[-1]["id"]
+        api.records.extend({"id": i, "name": f"item {i}", "tags": [i % 3]}
+                           for i in range(last + 1, last + 1 + count))
+
+    rows: dict[str, list[int]] = {name: [] for name in tables}
+    async with serve(list(appends.values())):
+        # 23 records, then 4 (filling the last page of 5, and one more page), none, then 14
+        # (past a page of 10: the last page fills and two more appear).
+        for added in (0, 4, 0, 14):
+            add(added)
+            for name, cls in appends.items():
+                rows[name].append((await run(client, cls)).rows)
+    for name, table in tables.items():
+        assert rows[name] == [23, 4, 0, 14], name
+        assert kit.query(f'SELECT count(*), count(DISTINCT id), max(id) FROM "{table}"') == \
+            [(41, 41, 41)], name
+
+
+def test_http_cursor_is_the_page_and_the_records_seen_on_it(api: ThreadingHTTPServer) -> None:
+    source = pipelines.HttpJson(f"{_base(api)}/numbered", items="data", page_size=10)
+    batches = []
+    cursor = None
+    while True:
+        batch = source.read(cursor, 10)
+        batches.append((len(batch.rows), batch.cursor, batch.done))
+        cursor = batch.cursor
+        if batch.done:
+            break
+    assert batches == [(10, {"page": 2, "seen": 0}, False), (10, {"page": 3, "seen": 0}, False),
+                       (3, {"page": 3, "seen": 3}, True)]
+    # Nothing new: the cursor stays as given (so the ingest records no batch).
+    again = source.read(cursor, 10)
+    assert (again.rows, again.cursor, again.done) == ([], cursor, True)
+    api.records.append({"id": 24, "name": "item 24", "tags": [0]})
+    grown = source.read(cursor, 10)
+    assert ([r["id"] for r in grown.rows], grown.cursor, grown.done) == \
+        ([24], {"page": 3, "seen": 4}, True)
 
 
 def test_an_unreachable_api_is_a_clear_retryable_error() -> None:
