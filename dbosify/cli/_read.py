@@ -187,39 +187,62 @@ _CLOSED_FIELDS = {
 def result(database_url: str | None, workflow_id: str, run_id: str, timeout: float | None,
            namespace: str = "default") -> tuple[bool, Any]:
     """``(ok, value)``: the result of a run (its latest run, following continue-as-new), or
-    its failure's message. Waits for a running run, up to ``timeout`` seconds."""
+    its failure's message. Waits for a running run, up to ``timeout`` seconds; meanwhile, on a
+    terminal, a bar shows its activities done of those scheduled (as the notebook's
+    ``ProgressBar`` does), refreshed every second."""
     from temporalio.api.history.v1 import HistoryEvent
 
     engine = open_engine(database(database_url))
-    began = time.monotonic()
-    deadline = None if timeout is None else began + timeout
+    deadline = None if timeout is None else time.monotonic() + timeout
     waiting = Progress(f"waiting for {workflow_id}")
-    told = False
+    shown_at = 0.0
     try:
         while True:
             with engine.connect() as conn:
                 row = _run_row(conn, namespace, workflow_id, run_id)
-            if row.status != _RUNNING and row.close_event:
-                event = HistoryEvent.FromString(row.close_event)
-                field = event.WhichOneof("attributes") or ""
-                if field == "workflow_execution_continued_as_new_event_attributes":
-                    run_id = event.workflow_execution_continued_as_new_event_attributes \
-                        .new_execution_run_id
-                    continue
-                return run(_outcome(event, field))
-            if deadline is not None and time.monotonic() >= deadline:
-                raise CommandError(f"workflow {workflow_id!r} is still running after "
-                                   f"{timeout:g}s")
-            if timeout:
-                waiting.step(int((time.monotonic() - began) * 10), int(timeout * 10))
-            elif not told and sys.stderr.isatty():
-                told = True
-                print(f"waiting for {workflow_id!r} (Ctrl-C stops waiting, not the run)",
-                      file=sys.stderr)
+                if row.status != _RUNNING and row.close_event:
+                    event = HistoryEvent.FromString(row.close_event)
+                    field = event.WhichOneof("attributes") or ""
+                    if field == "workflow_execution_continued_as_new_event_attributes":
+                        run_id = event.workflow_execution_continued_as_new_event_attributes \
+                            .new_execution_run_id
+                        continue
+                    return run(_outcome(event, field))
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise CommandError(f"workflow {workflow_id!r} is still running after "
+                                       f"{timeout:g}s")
+                if sys.stderr.isatty() and time.monotonic() - shown_at >= 1.0:
+                    if not shown_at:
+                        print(f"waiting for {workflow_id!r} (Ctrl-C stops waiting, not the "
+                              "run)", file=sys.stderr)
+                    shown_at = time.monotonic()
+                    done, scheduled = activity_counts(conn, row)
+                    waiting.step(done, max(scheduled, 1))
             time.sleep(0.1)
     finally:
         waiting.__exit__(None, None, None)
         engine.dispose()
+
+
+_ACTIVITY_CLOSED = ("activity_task_completed_event_attributes",
+                    "activity_task_failed_event_attributes",
+                    "activity_task_timed_out_event_attributes",
+                    "activity_task_canceled_event_attributes")
+
+
+def activity_counts(conn: sa.Connection, row: Any) -> tuple[int, int]:
+    """``(done, scheduled)``: the activities of a run that finished, of those it scheduled."""
+    from dbosify._store._dbos_tables import DbosTablesError, read_dbos_run
+    from dbosify.history._run import run_records
+
+    try:
+        dbos = read_dbos_run(conn, row.run_id)
+    except DbosTablesError:
+        return 0, 0  # not there yet: the bar waits for the next look
+    records = run_records(row, dbos.step_outputs, dbos.workflow_output, dbos.first_completion)
+    kinds: list[str] = [e.WhichOneof("attributes") or "" for e in records.history("")]
+    return (sum(kinds.count(k) for k in _ACTIVITY_CLOSED),
+            kinds.count("activity_task_scheduled_event_attributes"))
 
 
 async def _outcome(event: HistoryEvent, field: str) -> tuple[bool, Any]:

@@ -98,7 +98,8 @@ def definitions(module: types.ModuleType) -> tuple[list[type], list[Callable[...
     if template is not None:
         for cls in workflows.values():
             if issubclass(cls, template.Template):
-                for fn in getattr(cls, "template_activities")():
+                pipeline: Any = cls
+                for fn in pipeline.template_activities():
                     add_activity(fn)
     return ([workflows[k] for k in sorted(workflows)],
             [activities[k] for k in sorted(activities)])
