@@ -226,7 +226,8 @@ def _ingest_batch(cls: type[IncrementalIngest], request: BatchRequest) -> BatchR
         first=request.first, raw=raw))
     if written.already:
         # Committed by an earlier attempt: its end cursor is the truth (the source may have
-        # grown since, and those rows belong to the next batch).
-        done = written.cursor == batch.cursor and batch.done
+        # grown since, and those rows belong to the next batch). One that ended where it
+        # began moved nothing: reading on from there would repeat it forever.
+        done = (written.cursor == batch.cursor and batch.done) or written.cursor == request.cursor
         return BatchResult(written.rows, written.cursor, done, already=True)
     return BatchResult(written.rows, batch.cursor, batch.done)

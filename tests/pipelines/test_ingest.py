@@ -249,3 +249,24 @@ async def test_a_batch_retried_after_its_commit_writes_nothing(
     assert sink.failed and result.skipped == 1
     assert result.rows == 10
     assert kit.query(f'SELECT count(*), count(DISTINCT id) FROM "{table}"') == [(10, 10)]
+
+
+class _Stuck(pipelines.Source):
+    """A source whose cursor never moves past "end" and which never says it is done."""
+
+    def read(self, cursor: Any, batch_size: int) -> pipelines.Batch:
+        return pipelines.Batch([{"id": 1}], "end", False)
+
+
+async def test_a_batch_recorded_as_moving_nothing_ends_the_run(client: Client, serve: Any,
+                                                               kit: SinkKit) -> None:
+    import asyncio
+
+    table = kit.table("stuck")
+    Stuck = pipeline("Stuck", source=_Stuck(), sink=kit.sink(table), batches_per_run=50)
+    async with serve([Stuck]):
+        result = await asyncio.wait_for(run(client, Stuck), 60)
+    # From the start to "end", then "end" to "end" once; the third batch finds that one
+    # recorded (counting its row again, writing nothing) and stops there.
+    assert (result.batches, result.skipped, result.cursor) == (3, 1, "end")
+    assert kit.query(f'SELECT count(*) FROM "{table}"') == [(2,)]
