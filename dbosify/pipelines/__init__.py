@@ -5,8 +5,10 @@ Templates are ordinary workflows you subclass with settings as class attributes:
 
 - :class:`IncrementalIngest`: a source read from a cursor in batches into a sink; append,
   replace or merge; crash-safe (no row lost or duplicated); continues as new when long.
-- :class:`Backfill`: an activity per partition (dates, id ranges) with bounded concurrency.
-- :class:`FanOut`: an activity mapped over many items with bounded concurrency.
+- :class:`Backfill`: an activity per partition (dates, id ranges) with bounded concurrency;
+  continues as new when long, carrying what is done.
+- :class:`FanOut`: an activity mapped over many items with bounded concurrency; continues as
+  new when long, carrying the results in order.
 
 Serve them with ``activities=dbosify.pipelines.ACTIVITIES`` (plus your own activities);
 ``dbosify worker MODULE`` adds every activity a module's pipelines call by itself.
