@@ -157,11 +157,13 @@ class Closer:
 
         # Attempts offered to other processes and saved heartbeats go with the run, in the
         # close's transaction (one commit per close, not two).
-        drop_tasks = driver.offered_remotely or driver.recovering or driver.heartbeats_saved
+        activities = driver.activity_part
+        drop_tasks = activities.offered_remotely or driver.recovering or \
+            activities.heartbeats_saved
 
         def write() -> bool:
             store = process.store
-            followups = has_close_followups(driver)
+            followups = has_close_followups(driver.child_part)
             one_statement = new_request is None and not drop_tasks and not followups
             with store.transaction(one_statement=one_statement) as conn:
                 closed = store.close_run(driver.run_id, status, data, at_ms,
@@ -174,7 +176,7 @@ class Closer:
                               build_id=build_id, parent_workflow_id=row.parent_workflow_id,
                               parent_run_id=row.parent_run_id)
                 if closed and followups:
-                    to_wake.extend(write_close_followups(store, conn, driver, data,
+                    to_wake.extend(write_close_followups(store, conn, driver.child_part, data,
                                                          new_request is None, process.identity))
                 if drop_tasks:
                     store.drop_activity_tasks(driver.run_id, conn=conn)

@@ -36,7 +36,6 @@ from temporalio.worker import WorkflowInstance
 from dbosify._records import (
     EVENT_STEP,
     ActivityAttemptFailed,
-    ActivityAttemptInfo,
     TaskCompleted,
     WorkflowTask,
     decode_completion,
@@ -49,11 +48,10 @@ from dbosify._runtime._activities import AttemptOutcome
 from dbosify._runtime._commands import CLOSING_COMMANDS, commands_of, first_difference
 from dbosify._runtime._held_output import HeldOutput
 from dbosify._runtime._instance import DeadlockError, activate, create_instance
-from dbosify._runtime._run_activities import ActivityState, RunActivities
-from dbosify._runtime._run_children import ChildState, RunChildren
-from dbosify._runtime._run_local_activities import LocalActivityState, RunLocalActivities
-from dbosify._runtime._run_messages import RunMessages
-from dbosify._runtime._run_waiting import RunWaiting
+from dbosify._runtime._run_activities import ActivitiesPart, ActivityState
+from dbosify._runtime._run_children import ChildrenPart, ChildState
+from dbosify._runtime._run_local_activities import LocalActivitiesPart
+from dbosify._runtime._run_messages import MessagesPart
 from dbosify._store._store import now_ms
 
 if TYPE_CHECKING:
@@ -65,10 +63,18 @@ _TASK_RETRY_FIRST_MS = 1000
 _TASK_RETRY_MAX_MS = 30_000
 _CLOSE_RETRY_FIRST_S = 0.5
 _CLOSE_RETRY_MAX_S = 30.0
+_INBOX_SAFETY_S = 5.0
+"""A run waiting this long reads its inbox itself, in case a wake-up was lost."""
 
 
-class RunDriver(RunLocalActivities, RunWaiting, RunActivities, RunMessages, RunChildren):
-    """Runs one workflow run in this process."""
+class RunDriver:
+    """Runs one workflow run in this process.
+
+    The driver activates the run's code and records each activation with its completion; its
+    parts (activities, local activities, children, messages) each keep their own state, see
+    the run through :class:`~._run_context.RunContext`, and are called from here in an order
+    written out where it matters (:meth:`_collect_jobs`, :meth:`_next_event`,
+    :meth:`_stop_activities`)."""
 
     def __init__(self, process: Process, run_id: str, *, recovering: bool,
                  row: Any = None) -> None:
@@ -77,14 +83,10 @@ class RunDriver(RunLocalActivities, RunWaiting, RunActivities, RunMessages, RunC
         self.recovering = recovering
         self.closed = False
         self.idle = False
+        """True while the run waits for its next event with nothing unrecorded."""
         self.waiting_to_start = False
         """Waiting for the run's execution time (a start delay, a retry's or cron's backoff)."""
-        """True while the run waits for its next event with nothing unrecorded."""
         self.wake = asyncio.Event()
-        # A run created by this process has an empty inbox unless someone wrote to it since
-        # (the process remembers those wake-ups); any other run reads its inbox first.
-        self.inbox_dirty = recovering or not process.inbox_known_empty(run_id)
-        self.inbox_read_at = 0.0
         self.instance: WorkflowInstance | None = None
         self.lock = asyncio.Lock()
         self.tasks: list[WorkflowTask] = []
@@ -94,33 +96,21 @@ class RunDriver(RunLocalActivities, RunWaiting, RunActivities, RunMessages, RunC
         self.unrecorded: tuple[int, WorkflowActivationCompletion] | None = None
         self.recorded_completions: dict[int, WorkflowActivationCompletion] = {}
         self.used_flags: set[int] = set()
-        self.activities: dict[int, ActivityState] = {}
-        self.local_activities: dict[int, LocalActivityState] = {}  # See _run_local_activities.
-        self.timers: dict[int, int] = {}
-        self.outcomes: list[tuple[int, int, AttemptOutcome]] = []
+        self.timers: dict[int, int] = {}  # By seq: when each fires.
         self.pending_jobs: list[WorkflowActivationJob] = []
-        self.resolved_attempts: dict[int, ActivityAttemptInfo] = {}
-        self.pending_updates: list[WorkflowActivationJob] = []
-        self.update_inbox_ids: dict[str, int] = {}  # Update id -> its inbox event's id.
-        self.external: dict[tuple[str, int], WorkflowCommand] = {}
-        self.external_sending: set[tuple[str, int]] = set()
-        self.children: dict[int, ChildState] = {}  # By seq: see _run_children.
         # An admitted update's completion (activated live to run its validator) and its held
         # output; the run's lock is held until it is recorded.
         self.preactivated: tuple[WorkflowActivationCompletion, HeldOutput] | None = None
         self.first_completion: tuple[WorkflowActivationCompletion, HeldOutput] | None = None
         self.live_task: WorkflowTask | None = None
+        """The task the last event made, as built (its record is the step's output)."""
         # The last task, when the run's close records it instead of a DBOS step (CloseRecords).
         self.unrecorded_tasks: list[WorkflowTask] = []
         self.close_task: asyncio.Future[None] | None = None
-        self.inbox_cursor = 0
         self.task_failure: str | None = None
         self.task_retry_ms = 0
         self.task_retry_delay_ms = _TASK_RETRY_FIRST_MS
         self.history_length = 1  # WorkflowExecutionStarted
-        # Inbox events up to this id have been applied to the instance (queries wait for it).
-        self.applied_cursor = 0
-        self.progress = asyncio.Event()
         self.visibility_task: asyncio.Future[None] | None = None
         # Update responses being recorded: the close waits for them, so an update whose handler
         # lets the run finish has its outcome stored before the run is seen closed.
@@ -133,6 +123,32 @@ class RunDriver(RunLocalActivities, RunWaiting, RunActivities, RunMessages, RunC
         self.prestarted = False
         # Event steps DBOS has recorded for this run and not yet handed back (recovery).
         self.recorded_events = 0
+        # The run's parts, each with its own state (see RunContext for what they see of the
+        # run). Local activities' resolutions go with their attempts as normal ones' do; the
+        # inbox carries remote attempts' outcomes and children's closes to their parts.
+        self.activity_part = ActivitiesPart(self)
+        self.local_activity_part = LocalActivitiesPart(self, self.activity_part.resolved_attempts)
+        self.child_part = ChildrenPart(self)
+        self.message_part = MessagesPart(self, self.activity_part, self.child_part)
+
+    def deliver(self, job: WorkflowActivationJob) -> None:
+        """Hand ``job`` to the run's next activation, and wake the run (for the parts)."""
+        self.pending_jobs.append(job)
+        self.wake.set()
+
+    # Read by describe, async activity handles, the worker's drain and time skipping.
+
+    @property
+    def activities(self) -> dict[int, ActivityState]:
+        return self.activity_part.activities
+
+    @property
+    def children(self) -> dict[int, ChildState]:
+        return self.child_part.children
+
+    @property
+    def outcomes(self) -> list[tuple[int, int, AttemptOutcome]]:
+        return self.activity_part.outcomes
 
     # The DBOS workflow body -------------------------------------------------------------------
 
@@ -216,7 +232,7 @@ class RunDriver(RunLocalActivities, RunWaiting, RunActivities, RunMessages, RunC
             finally:
                 self.waiting_to_start = False
             delay_s = (self.row.execution_time_ms - now_ms()) / 1000
-            if delay_s > 0 and self.inbox_dirty:
+            if delay_s > 0 and self.message_part.inbox_dirty:
                 # An event came: a termination ends the wait (messages wait for the start).
                 row = await self.process.db_call(self.process.store.get_run_by_id, self.run_id)
                 if row is None or row.status != rs.RUNNING:
@@ -237,8 +253,9 @@ class RunDriver(RunLocalActivities, RunWaiting, RunActivities, RunMessages, RunC
                     await DBOS.run_step_async({"name": EVENT_STEP}, self._event_step))
             else:
                 await self._record_live(await self._event_step())
-            self.applied_cursor = self.inbox_cursor
-            self.progress.set()
+            messages = self.message_part
+            messages.applied_cursor = messages.inbox_cursor
+            messages.progress.set()
         if self.close_task is not None:
             # The DBOS workflow ends only once the close is written: ended first, a crash in
             # between would leave the run open with nothing left to resume it.
@@ -284,7 +301,8 @@ class RunDriver(RunLocalActivities, RunWaiting, RunActivities, RunMessages, RunC
                 if (len(event["records"]) == 1 and set(event) == {"records", "inbox_cursor"}
                         and len(commands) == 1
                         and commands[0].WhichOneof("variant") in CLOSING_COMMANDS):
-                    self.inbox_cursor = max(self.inbox_cursor, int(event["inbox_cursor"]))
+                    messages = self.message_part
+                    messages.inbox_cursor = max(messages.inbox_cursor, int(event["inbox_cursor"]))
                     self._forget_resolved(task.activation)
                     self.tasks.append(task)
                     self.unrecorded_tasks.append(task)
@@ -315,12 +333,7 @@ class RunDriver(RunLocalActivities, RunWaiting, RunActivities, RunMessages, RunC
 
     async def _event_step(self) -> dict[str, Any]:
         output = await self._next_event()
-        # Inbox events up to here are in this output's records (or were not history): a
-        # recovered run reads the inbox after this id, so no signal is delivered twice.
-        # Updates read but not admitted yet are not recorded: stop below the first of them.
-        floor = min((self.update_inbox_ids.get(j.do_update.id, self.inbox_cursor + 1)
-                     for j in self.pending_updates), default=self.inbox_cursor + 1)
-        output["inbox_cursor"] = min(self.inbox_cursor, floor - 1)
+        output["inbox_cursor"] = self.message_part.cursor_to_record()
         return output
 
     def _forget_resolved(self, activation: WorkflowActivation) -> None:
@@ -328,30 +341,32 @@ class RunDriver(RunLocalActivities, RunWaiting, RunActivities, RunMessages, RunC
         # recovery must drop it here, or its activity would run again and its timer refire.
         for job in activation.jobs:
             if job.HasField("resolve_activity"):
-                self.activities.pop(job.resolve_activity.seq, None)
-                self._forget_local(job.resolve_activity.seq)
+                self.activity_part.forget(job.resolve_activity.seq)
+                self.local_activity_part.forget(job.resolve_activity.seq)
             elif job.HasField("fire_timer"):
                 self.timers.pop(job.fire_timer.seq, None)
             elif job.HasField("resolve_signal_external_workflow"):
-                self.external.pop(("signal_external_workflow_execution",
-                                   job.resolve_signal_external_workflow.seq), None)
+                self.message_part.forget_external("signal_external_workflow_execution",
+                                                  job.resolve_signal_external_workflow.seq)
             elif job.HasField("resolve_request_cancel_external_workflow"):
-                self.external.pop(("request_cancel_external_workflow_execution",
-                                   job.resolve_request_cancel_external_workflow.seq), None)
+                self.message_part.forget_external(
+                    "request_cancel_external_workflow_execution",
+                    job.resolve_request_cancel_external_workflow.seq)
             elif job.HasField("resolve_child_workflow_execution_start") or \
                     job.HasField("resolve_child_workflow_execution"):
-                self._child_job_replayed(job)
+                self.child_part.job_replayed(job)
 
     async def _apply_step(self, output: dict[str, Any],
                           live: tuple[int, WorkflowActivationCompletion | None] | None = None
                           ) -> None:
         """Apply a recorded step: replayed on recovery, or just written live (``live``: the
         index and completion of the task it recorded, activated before the commit)."""
-        self.inbox_cursor = max(self.inbox_cursor, int(output.get("inbox_cursor", 0)))
+        messages = self.message_part
+        messages.inbox_cursor = max(messages.inbox_cursor, int(output.get("inbox_cursor", 0)))
         for data in output.get("records", []):
             record = record_from_dict(data)
             if isinstance(record, ActivityAttemptFailed):
-                self._apply_attempt_failed(record)
+                self.activity_part.apply_attempt_failed(record)
             elif isinstance(record, TaskCompleted):
                 if self.unrecorded is not None and self.unrecorded[0] == record.task:
                     index, completion = self.unrecorded
@@ -373,9 +388,127 @@ class RunDriver(RunLocalActivities, RunWaiting, RunActivities, RunMessages, RunC
             self._stop_activities()
             # Closed by whoever terminated it: waiters here read the run again.
             self.process.notify_closed(self.run_id, b"")
-            self.process.spawn(self._apply_close_policies_after())
+            self.process.spawn(self.child_part.apply_close_policies_after())
         elif output.get("timed_out"):
             await self._close_timed_out(output["timed_out"])
+
+    # Waiting for the next event ---------------------------------------------------------------
+
+    async def _next_event(self) -> dict[str, Any]:
+        records: list[dict[str, Any]] = []
+        messages = self.message_part
+        self.live_task = None
+        poll_s = _INBOX_SAFETY_S
+        while True:
+            if self.unrecorded is not None:
+                # Recorded before anything it asks for is carried out (a retried task).
+                index, completion = self.unrecorded
+                records.append(TaskCompleted(index, completion, self.process.identity).to_record())
+                return {"records": records}
+            now = now_ms()
+            if self.task_failure is not None:
+                if now >= self.task_retry_ms and await self._retry_failed_task():
+                    continue
+                if messages.inbox_dirty:
+                    # Messages wait for the retried task; a terminate ends the run now.
+                    stop = await messages.read_inbox()
+                    if stop is not None:
+                        return {"records": records, **stop}
+                await self._wait(min(max(self.task_retry_ms - now, 1) / 1000, poll_s),
+                                 task_failed=True)
+                continue
+            if messages.inbox_dirty:
+                stop = await messages.read_inbox()
+                if stop is not None:
+                    return {"records": records, **stop}
+            if self.deadline_ms is not None and now >= self.deadline_ms:
+                return {"records": records, "timed_out": now}
+            jobs = self._collect_jobs(now, records)
+            if jobs:
+                activation = WorkflowActivation(run_id=self.run_id,
+                                                history_length=self.history_length)
+                activation.timestamp.FromMilliseconds(now)
+                activation.jobs.extend(jobs)
+                resolved_attempts = self.activity_part.resolved_attempts
+                attempts = {
+                    j.resolve_activity.seq: resolved_attempts.pop(j.resolve_activity.seq)
+                    for j in jobs if j.HasField("resolve_activity")
+                    and j.resolve_activity.seq in resolved_attempts
+                }
+                task = WorkflowTask(activation, None, attempts, self.process.identity)
+                records.append(task.to_record())
+                self.live_task = task
+                return {"records": records}
+            if records:
+                return {"records": records}
+            while messages.pending_updates:
+                admitted = await self._admit_update(messages.pending_updates.pop(0), now)
+                if admitted is not None:
+                    self.live_task = admitted
+                    return {"records": [admitted.to_record()]}
+            # Nothing to record: carry out what the recorded commands ask for (live only).
+            self.activity_part.start_due(now)
+            self.local_activity_part.start_due(now)
+            messages.send_external_commands()
+            self.child_part.drive()
+            await self._wait(self._seconds_to_next_deadline(now, poll_s))
+
+    async def _wait(self, seconds: float, task_failed: bool = False) -> None:
+        self.wake.clear()
+        messages = self.message_part
+        # While a workflow task is failed, outcomes wait for its retry: waiting on them would
+        # spin (and freeze the loop).
+        if messages.inbox_dirty or self.pending_jobs or \
+                (self.activity_part.outcomes and not task_failed):
+            return
+        self.idle = True  # Everything handed to the run so far is recorded.
+        try:
+            await asyncio.wait_for(self.wake.wait(), max(seconds, 0.0))
+        except asyncio.TimeoutError:
+            # Wake-ups come in-process, by NOTIFY, or from the process's SQLite poll; a rare
+            # look of our own covers one lost while a listener reconnected.
+            loop = asyncio.get_running_loop()
+            if loop.time() - messages.inbox_read_at >= _INBOX_SAFETY_S:
+                messages.inbox_dirty = True
+        finally:
+            self.idle = False
+        task = asyncio.current_task()
+        if task is not None and getattr(task, "cancelling", lambda: 0)():
+            # Python 3.11's wait_for drops a cancel racing the wake-up (bpo-42130).
+            raise asyncio.CancelledError
+
+    def _seconds_to_next_deadline(self, now: int, cap: float) -> float:
+        deadlines = list(self.timers.values())
+        self.activity_part.add_deadlines(deadlines)
+        if self.deadline_ms is not None:
+            deadlines.append(self.deadline_ms)
+        if not deadlines:
+            return cap
+        return min(max(min(deadlines) - now, 0) / 1000, cap)
+
+    def _collect_jobs(self, now: int, records: list[dict[str, Any]]) -> list[WorkflowActivationJob]:
+        """The jobs of the run's next activation, if any (``records``: what is recorded with it
+        besides)."""
+        # Core delivers a local activity's resolution inside the running workflow task, in an
+        # activation of its own; the events that came meanwhile follow in the next one.
+        local = self.local_activity_part.collect_jobs()
+        if local:
+            return local
+        jobs: list[WorkflowActivationJob] = list(self.pending_jobs)
+        self.pending_jobs.clear()
+        self.activity_part.collect_outcomes(now, records, jobs)
+        for seq, at in sorted(self.timers.items(), key=lambda kv: (kv[1], kv[0])):
+            if at <= now:
+                del self.timers[seq]
+                job = WorkflowActivationJob()
+                job.fire_timer.seq = seq
+                jobs.append(job)
+        self.activity_part.collect_cancels_and_timeouts(now, jobs)
+        return jobs
+
+    def _stop_activities(self) -> None:
+        self.activity_part.stop()
+        self.local_activity_part.stop()
 
     # Activations ------------------------------------------------------------------------------
 
@@ -530,12 +663,9 @@ class RunDriver(RunLocalActivities, RunWaiting, RunActivities, RunMessages, RunC
         kind = command.WhichOneof("variant")
         at_ms = int(activation.timestamp.ToMilliseconds())
         if kind == "schedule_activity":
-            body = command.schedule_activity
-            self.activities[body.seq] = ActivityState(body.seq, body, at_ms, next_attempt_ms=at_ms)
+            self.activity_part.schedule(command.schedule_activity, at_ms)
         elif kind == "request_cancel_activity":
-            act = self.activities.get(command.request_cancel_activity.seq)
-            if act is not None:
-                act.cancel_requested = True
+            self.activity_part.request_cancel(command.request_cancel_activity.seq)
         elif kind == "start_timer":
             timer = command.start_timer
             self.timers[timer.seq] = at_ms + int(timer.start_to_fire_timeout.ToMilliseconds())
@@ -551,13 +681,13 @@ class RunDriver(RunLocalActivities, RunWaiting, RunActivities, RunMessages, RunC
             self.process.spawn(write)
         elif kind in ("signal_external_workflow_execution",
                       "request_cancel_external_workflow_execution"):
-            self.external[(kind, getattr(command, kind).seq)] = command
+            self.message_part.send_later(kind, command)
         elif kind in ("start_child_workflow_execution", "cancel_child_workflow_execution"):
-            self._apply_child_command(command)
+            self.child_part.apply_command(command)
         elif kind == "schedule_local_activity":
-            self._schedule_local(command.schedule_local_activity, at_ms)
+            self.local_activity_part.schedule(command.schedule_local_activity, at_ms)
         elif kind == "request_cancel_local_activity":
-            self._cancel_local(command.request_cancel_local_activity.seq)
+            self.local_activity_part.request_cancel(command.request_cancel_local_activity.seq)
         elif kind in ("respond_to_query", "set_patch_marker") or kind in CLOSING_COMMANDS:
             pass
         elif kind is not None:
@@ -586,6 +716,78 @@ class RunDriver(RunLocalActivities, RunWaiting, RunActivities, RunMessages, RunC
         shows them, as on Temporal (they are part of the completed workflow task)."""
         if self.visibility_task is not None:
             await asyncio.gather(self.visibility_task, return_exceptions=True)
+
+    # Updates and queries (messages the run answers live) --------------------------------------
+
+    async def _admit_update(self, job: WorkflowActivationJob,
+                            now: int) -> WorkflowTask | None:
+        """Deliver an update live, validator first. A rejected update leaves no record (it is
+        not history); an accepted one is recorded as delivered without its validator, which is
+        how replay must see it (DESIGN §9.1)."""
+        if self.task_failure is not None:
+            self.message_part.pending_updates.insert(0, job)
+            return None
+        activation = WorkflowActivation(run_id=self.run_id, history_length=self.history_length)
+        activation.timestamp.FromMilliseconds(now)
+        activation.jobs.append(job)
+        activation.available_internal_flags[:] = sorted(self.used_flags)
+        # Held until the update is recorded (or rejected): a query must not see its handler's
+        # effects before they are durable, nor read what it printed.
+        await self.lock.acquire()
+        held = HeldOutput()
+        try:
+            if self.instance is None:
+                self.instance = self._new_instance(0)
+            completion = await activate(self.instance, activation,
+                                        self.process.activation_executor,
+                                        self._registration().deadlock_timeout,
+                                        self._registration().slots, held=held)
+        except BaseException:
+            self.lock.release()
+            raise
+        if completion.HasField("failed"):
+            self.lock.release()
+            held.discard()
+            self._evict()
+            self._task_failed(len(self.tasks), completion.failed.failure.message or
+                              "workflow task failed")
+            self.message_part.pending_updates.insert(0, job)
+            return None
+        commands = commands_of(completion)
+        responses = [c.update_response for c in commands if c.HasField("update_response")
+                     and c.update_response.protocol_instance_id == job.do_update.protocol_instance_id]
+        others = [c for c in commands if not c.HasField("update_response")]
+        if responses and responses[0].HasField("rejected") and not others:
+            self.lock.release()
+            held.release()  # A rejection is not history: nothing to wait for.
+            await self.process.record_update_response(self.run_id, responses[0])
+            return None
+        recorded = WorkflowActivation()
+        recorded.CopyFrom(activation)
+        if responses and responses[0].HasField("accepted"):
+            recorded.jobs[0].do_update.run_validator = False
+        self.preactivated = (completion, held)  # The lock stays held until it is recorded.
+        return WorkflowTask(recorded, identity=self.process.identity)
+
+    async def query(self, job: WorkflowActivationJob) -> WorkflowCommand:
+        """Answer a query on the live instance (never recorded)."""
+        await self.message_part.catch_up()
+        await self.visibility_written()
+        async with self.lock:
+            if self.instance is None or self.task_failure is not None:
+                raise LookupError(self.task_failure or "the workflow has no live state yet")
+            activation = WorkflowActivation(run_id=self.run_id, jobs=[job])
+            activation.timestamp.FromMilliseconds(now_ms())
+            completion = await activate(self.instance, activation,
+                                        self.process.activation_executor,
+                                        self._registration().deadlock_timeout,
+                                        self._registration().slots)
+        if completion.HasField("failed"):
+            raise LookupError(completion.failed.failure.message)
+        for command in completion.successful.commands:
+            if command.HasField("respond_to_query"):
+                return command
+        raise LookupError("the workflow did not answer the query")
 
     # Closing ----------------------------------------------------------------------------------
 
@@ -617,7 +819,7 @@ class RunDriver(RunLocalActivities, RunWaiting, RunActivities, RunMessages, RunC
             RetryState.RETRY_STATE_TIMEOUT
         await self.visibility_written()
         await self.process.close_run_with_event(self, event, at_ms)
-        await self._apply_close_policies_after()
+        await self.child_part.apply_close_policies_after()
 
 
 def _recorded(event: dict[str, Any]) -> dict[str, Any]:

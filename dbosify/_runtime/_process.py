@@ -598,7 +598,7 @@ class Process(ProcessMessaging):
             return
 
         def wake() -> None:
-            driver.inbox_dirty = True
+            driver.message_part.inbox_dirty = True
             driver.wake.set()
 
         loop.call_soon_threadsafe(wake)

@@ -34,6 +34,7 @@ from dbosify._store._store import now_ms
 
 if TYPE_CHECKING:
     from dbosify._runtime._process import Process
+    from dbosify._runtime._run_context import RunContext
 
 logger = logging.getLogger("dbosify")
 _CAP_SLACK_MS = 50
@@ -130,24 +131,42 @@ def activity_start(row: Any, run_id: str, cmd: ScheduleActivity | ScheduleLocalA
     return start
 
 
-class RunActivities:
-    """The activity bookkeeping of a :class:`~dbosify._runtime._driver.RunDriver` (a mixin:
-    the driver owns the state declared here)."""
+class ActivitiesPart:
+    """The activities of a run (:class:`~dbosify._runtime._driver.RunDriver`): what it scheduled
+    and has not seen resolved, and the outcomes of their attempts, until its next activation."""
 
-    process: Process
-    run_id: str
-    row: Any
-    wake: asyncio.Event
-    activities: dict[int, ActivityState]
-    outcomes: list[tuple[int, int, AttemptOutcome]]
-    resolved_attempts: dict[int, ActivityAttemptInfo]
-    recovering: bool
-    heartbeats_saved: bool = False
-    """Whether heartbeat details of this run were saved (their rows go when it closes)."""
-    offered_remotely: bool = False
-    """Whether an attempt of this run was offered to other processes (their rows then go)."""
+    def __init__(self, run: RunContext) -> None:
+        self.run = run
+        self.process: Process = run.process
+        self.run_id = run.run_id
+        self.wake = run.wake
+        self.activities: dict[int, ActivityState] = {}
+        self.outcomes: list[tuple[int, int, AttemptOutcome]] = []
+        """Attempts' outcomes, by (seq, attempt), not yet made jobs (:meth:`collect_outcomes`)."""
+        self.resolved_attempts: dict[int, ActivityAttemptInfo] = {}
+        """The attempt that resolved each activity (local ones too: one seq space), for the
+        task that delivers the resolution."""
+        self.heartbeats_saved = False
+        """Whether heartbeat details of this run were saved (their rows go when it closes)."""
+        self.offered_remotely = False
+        """Whether an attempt of this run was offered to other processes (their rows then go)."""
 
-    def _apply_attempt_failed(self, record: ActivityAttemptFailed) -> None:
+    # Commands and records (called by the run once the completion that holds them is recorded) -
+
+    def schedule(self, command: ScheduleActivity, at_ms: int) -> None:
+        self.activities[command.seq] = ActivityState(command.seq, command, at_ms,
+                                                     next_attempt_ms=at_ms)
+
+    def request_cancel(self, seq: int) -> None:
+        act = self.activities.get(seq)
+        if act is not None:
+            act.cancel_requested = True
+
+    def forget(self, seq: int) -> None:
+        """A recorded activation resolved ``seq``: nothing of it is left to run."""
+        self.activities.pop(seq, None)
+
+    def apply_attempt_failed(self, record: ActivityAttemptFailed) -> None:
         act = self.activities.get(record.seq)
         if act is None:
             return
@@ -159,7 +178,8 @@ class RunActivities:
         act.task = None
         act.remote_since_ms = None
 
-    def _stop_activities(self) -> None:
+    def stop(self) -> None:
+        """The run closed: cancel its running attempts, withdraw the offered ones."""
         for act in self.activities.values():
             if act.task is not None and not act.task.done():
                 runner = self._runner_for(act)
@@ -172,7 +192,7 @@ class RunActivities:
     def _pinned_build(self, act: ActivityState) -> str | None:
         # Temporal pins a versioned run's activities on its own task queue to its build id;
         # activities on other task queues go to any worker of theirs.
-        row = self.row
+        row = self.run.row
         build = getattr(row, "build_id", None) if row is not None else None
         return build if build and act.command.task_queue == row.task_queue else None
 
@@ -265,10 +285,10 @@ class RunActivities:
                 seq=seq, attempt=attempt, started_ms=outcome.started_ms, failed_ms=now,
                 next_attempt_ms=now + decision.delay_ms, failure=failure,
                 heartbeat_details=outcome.heartbeat_details.SerializeToString())
-            self._apply_attempt_failed(record)
+            self.apply_attempt_failed(record)
             records.append(record.to_record())
             logger.info("activity %r (workflow %r) attempt %d failed, retrying in %.1fs: %s",
-                        act.command.activity_type, self.row.workflow_id, attempt,
+                        act.command.activity_type, self.run.row.workflow_id, attempt,
                         decision.delay_ms / 1000, failure.message)
             return None
         if decision.state == RetryState.RETRY_STATE_TIMEOUT:
@@ -384,7 +404,8 @@ class RunActivities:
             failure.canceled_failure_info.SetInParent()
             self.deliver_outcome(seq, attempt, outcome)
 
-    def _start_due_attempts(self, now: int) -> None:
+    def start_due(self, now: int) -> None:
+        """Start the attempts that are due (live only)."""
         for act in self.activities.values():
             if act.resolved or act.task is not None or act.remote_since_ms is not None:
                 continue
@@ -414,7 +435,7 @@ class RunActivities:
                                                  details.SerializeToString()))
 
         try:
-            if self.recovering and not start.heartbeat_details:
+            if self.run.recovering and not start.heartbeat_details:
                 # The attempt a crash interrupted may have heartbeat: its details go on.
                 saved = await self.process.db_call(store.load_heartbeat, self.run_id, seq)
                 if saved:
@@ -432,9 +453,55 @@ class RunActivities:
         self.outcomes.append((seq, attempt, outcome))
         self.wake.set()
 
+    def add_outcome(self, seq: int, attempt: int, outcome: AttemptOutcome) -> None:
+        """An attempt's outcome the run read in its inbox (it is awake already)."""
+        self.outcomes.append((seq, attempt, outcome))
+
+    # The run's next activation and its next deadline ------------------------------------------
+
+    def collect_outcomes(self, now: int, records: list[dict[str, Any]],
+                         jobs: list[WorkflowActivationJob]) -> None:
+        """Add the jobs the outcomes received resolve to ``jobs``; failed attempts that will be
+        retried are added to ``records``."""
+        outcomes, self.outcomes = self.outcomes, []
+        for seq, attempt, outcome in outcomes:
+            job = self._on_outcome(seq, attempt, outcome, now, records)
+            if job is not None:
+                jobs.append(job)
+
+    def collect_cancels_and_timeouts(self, now: int, jobs: list[WorkflowActivationJob]) -> None:
+        """Add to ``jobs`` the activities resolved by a cancel request or a timeout by ``now``."""
+        for act in list(self.activities.values()):
+            if act.resolved:
+                continue
+            job = self._cancel_or_timeout(act, now)
+            if job is not None:
+                jobs.append(job)
+
+    def add_deadlines(self, deadlines: list[int]) -> None:
+        """Add to ``deadlines`` when the activities next need the run: a due attempt, a
+        timeout."""
+        for act in self.activities.values():
+            if act.resolved:
+                continue
+            if act.task is None and act.remote_since_ms is None:
+                deadlines.append(act.next_attempt_ms)
+            s2c = act.schedule_to_close_deadline_ms
+            if s2c is not None:
+                deadlines.append(s2c)
+            expiry = getattr(act, "async_deadline_ms", None)
+            if expiry is not None:
+                deadlines.append(expiry)
+            if act.remote_since_ms is not None and not act.cancel_sent and \
+                    not getattr(act, "completing_async", False) and \
+                    act.command.HasField("schedule_to_start_timeout"):
+                s2s = int(act.command.schedule_to_start_timeout.ToMilliseconds())
+                if s2s > 0:
+                    deadlines.append(act.remote_since_ms + s2s)
+
     def _start_proto(self, act: ActivityState, now: int) -> Start:
         cmd = act.command
-        start = activity_start(self.row, self.run_id, cmd, act.attempt, act.scheduled_ms,
+        start = activity_start(self.run.row, self.run_id, cmd, act.attempt, act.scheduled_ms,
                                max(act.next_attempt_ms, act.scheduled_ms), now)
         start.heartbeat_details.extend(act.heartbeat_details.payloads)
         s2c = act.schedule_to_close_deadline_ms

@@ -46,9 +46,8 @@ from dbosify._store import _tables as t
 from dbosify._store._store import RUNNING, InboxEvent, Store, now_ms
 
 if TYPE_CHECKING:
-    import asyncio
-
     from dbosify._runtime._process import Process
+    from dbosify._runtime._run_context import RunContext
 
 logger = logging.getLogger("dbosify")
 
@@ -225,21 +224,20 @@ def apply_parent_close_policies(store: Store, conn: sa.Connection, parent_run_id
 
 # The run's part -------------------------------------------------------------------------------
 
-class RunChildren:
-    """The child workflows of a :class:`~dbosify._runtime._driver.RunDriver` (a mixin: the
-    driver owns the state declared here)."""
+class ChildrenPart:
+    """The child workflows of a run (:class:`~dbosify._runtime._driver.RunDriver`)."""
 
-    process: Process
-    run_id: str
-    row: Any
-    closed: bool
-    wake: asyncio.Event
-    pending_jobs: list[WorkflowActivationJob]
-    children: dict[int, ChildState]
+    def __init__(self, run: RunContext) -> None:
+        self.run = run
+        self.process: Process = run.process
+        self.run_id = run.run_id
+        self.children: dict[int, ChildState] = {}
+        """By seq: the children whose outcome the code has not seen, and the ones it stopped
+        waiting for (abandoned, try-cancelled) until they close."""
 
-    def _apply_child_command(self, command: WorkflowCommand) -> None:
+    def apply_command(self, command: WorkflowCommand) -> None:
         """A recorded child command (live, or replayed on recovery): note what it asks for;
-        :meth:`_drive_children` carries it out once the run is live."""
+        :meth:`drive` carries it out once the run is live."""
         if command.HasField("start_child_workflow_execution"):
             cmd = command.start_child_workflow_execution
             self.children[cmd.seq] = ChildState(cmd.seq, cmd)
@@ -249,7 +247,7 @@ class RunChildren:
                 child.cancel_requested = True
                 child.reason = command.cancel_child_workflow_execution.reason
 
-    def _child_job_replayed(self, job: WorkflowActivationJob) -> None:
+    def job_replayed(self, job: WorkflowActivationJob) -> None:
         """A recorded task resolved a child's start or the child itself (on recovery this is
         how the run knows not to start it again, or not to wait for it)."""
         if job.HasField("resolve_child_workflow_execution_start"):
@@ -272,10 +270,10 @@ class RunChildren:
             if not resolve.result.HasField("cancelled"):
                 del self.children[resolve.seq]  # Completed or failed: it closed.
 
-    def _drive_children(self) -> None:
+    def drive(self) -> None:
         """Carry out what the recorded commands ask of children (live only; called when the
         run has nothing else to deliver)."""
-        namespace = self.row.namespace
+        namespace = self.run.row.namespace
         for child in list(self.children.values()):
             if child.resolved:
                 continue
@@ -301,9 +299,8 @@ class RunChildren:
                     continue
 
     def _deliver(self, job: WorkflowActivationJob) -> None:
-        if not self.closed:
-            self.pending_jobs.append(job)
-            self.wake.set()
+        if not self.run.closed:
+            self.run.deliver(job)
 
     @staticmethod
     def _start_cancelled(child: ChildState, namespace: str) -> WorkflowActivationJob:
@@ -321,7 +318,7 @@ class RunChildren:
         store = process.store
         cmd = child.command
         run_id = child_run_id(self.run_id, child.seq)
-        req = child_request(cmd, self.row, process.identity)
+        req = child_request(cmd, self.run.row, process.identity)
         queue, wf_type = req.task_queue.name, req.workflow_type.name
         local = process.serves_workflows(queue)
         owner = process.executor_id if local else None
@@ -336,7 +333,7 @@ class RunChildren:
                                 .where(t.runs.c.run_id == run_id)).first() is not None:
                     return False, None
                 started = start_run(store, req, owner=owner, conn=conn, run_id=run_id,
-                                    build_id=build_id, parent_workflow_id=self.row.workflow_id,
+                                    build_id=build_id, parent_workflow_id=self.run.row.workflow_id,
                                     parent_run_id=self.run_id)
                 return started.created, started.row
 
@@ -378,10 +375,10 @@ class RunChildren:
         # again after a crash it is still delivered once.
         process = self.process
         request = RequestCancelWorkflowExecutionRequest(
-            namespace=self.row.namespace, identity=process.identity,
+            namespace=self.run.row.namespace, identity=process.identity,
             reason="Parent workflow requested cancel")
         sent_to = await process.db_call(
-            process.store.send_to_workflow, child.command.namespace or self.row.namespace,
+            process.store.send_to_workflow, child.command.namespace or self.run.row.namespace,
             child.command.workflow_id, "", "cancel", request.SerializeToString(),
             f"{self.run_id}/cancel_child/{child.seq}")
         if sent_to is not None:
@@ -389,7 +386,7 @@ class RunChildren:
         # WAIT_CANCELLATION_REQUESTED resolves with the child's close, as Core's child state
         # machine does (it stays started after the request), like WAIT_CANCELLATION_COMPLETED.
 
-    def _on_child_closed(self, event: InboxEvent) -> None:
+    def on_child_closed(self, event: InboxEvent) -> None:
         """A child's close came through the inbox: the child's resolution, for the next task."""
         data = json.loads(event.payload)
         first_run = data["first_run"]
@@ -416,22 +413,22 @@ class RunChildren:
             self._deliver(start)
         child.resolved = child.closed = True
         del self.children[child.seq]
-        self._deliver(close_job(child, self.row.namespace, close))
+        self._deliver(close_job(child, self.run.row.namespace, close))
 
-    async def _apply_close_policies_after(self) -> None:
+    async def apply_close_policies_after(self) -> None:
         """Apply the children's parent close policies once the run was terminated or timed
         out (Temporal applies them however the parent closed). Not in the close's transaction:
         a termination is written by whoever asked for it; applying a policy twice is harmless
         (a closed child is left alone, a cancel request is keyed by this run)."""
         process = self.process
         children = [c for c in self.children.values() if not c.closed]
-        if not children or self.row is None:
+        if not children or self.run.row is None:
             return
 
         def write() -> list[str]:
             with process.store.engine.begin() as conn:
                 return apply_parent_close_policies(process.store, conn, self.run_id,
-                                                   self.row.namespace, children,
+                                                   self.run.row.namespace, children,
                                                    process.identity)
 
         for run_id in await process.db_call(write):
@@ -443,38 +440,38 @@ class RunChildren:
 
 
 
-def has_close_followups(driver: Any) -> bool:
+def has_close_followups(part: ChildrenPart) -> bool:
     """Whether a run's close writes more than its own row: it is a child (its parent is told),
     or it has children (their parent close policy)."""
-    return bool(getattr(driver.row, "parent_run_id", None) or driver.children)
+    return bool(getattr(part.run.row, "parent_run_id", None) or part.children)
 
 
-def write_close_followups(store: Store, conn: sa.Connection, driver: Any, close_event: bytes,
+def write_close_followups(store: Store, conn: sa.Connection, part: ChildrenPart, close_event: bytes,
                           final: bool, identity: str) -> list[str]:
     """What a run's close writes besides its row, in its transaction: the parent's inbox event
     (``final``: the run is not continued), and its children's parent close policies. Returns
     the runs to wake once committed."""
     wake: list[str] = []
     if final:
-        parent = notify_parent(store, conn, driver.row, close_event)
+        parent = notify_parent(store, conn, part.run.row, close_event)
         if parent is not None:
             wake.append(parent)
-    for child in list(driver.children.values()):
+    for child in list(part.children.values()):
         if not child.starting and not child.cancel_requested and \
                 child.command.parent_close_policy == _POLICY.PARENT_CLOSE_POLICY_ABANDON:
             # Asked for in the task that closes the run, and meant to outlive it: started here,
             # for any worker of its task queue to claim (Temporal's server starts it too).
             child.starting = True
-            req = child_request(child.command, driver.row, identity)
+            req = child_request(child.command, part.run.row, identity)
             try:
                 start_run(store, req, owner=None, conn=conn,
-                          run_id=child_run_id(driver.run_id, child.seq),
-                          parent_workflow_id=driver.row.workflow_id,
-                          parent_run_id=driver.run_id)
+                          run_id=child_run_id(part.run_id, child.seq),
+                          parent_workflow_id=part.run.row.workflow_id,
+                          parent_run_id=part.run_id)
             except WorkflowAlreadyStarted:
                 logger.warning("child workflow %r of %r was not started: its id is running",
-                               child.command.workflow_id, driver.row.workflow_id)
-    if driver.children:
-        wake += apply_parent_close_policies(store, conn, driver.run_id, driver.row.namespace,
-                                            driver.open_children(), identity)
+                               child.command.workflow_id, part.run.row.workflow_id)
+    if part.children:
+        wake += apply_parent_close_policies(store, conn, part.run_id, part.run.row.namespace,
+                                            part.open_children(), identity)
     return wake

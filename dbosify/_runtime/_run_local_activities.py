@@ -43,6 +43,7 @@ from dbosify._store._store import now_ms
 
 if TYPE_CHECKING:
     from dbosify._runtime._process import Process
+    from dbosify._runtime._run_context import RunContext
 
 logger = logging.getLogger("dbosify")
 
@@ -124,31 +125,29 @@ class _Ending:
     """The attempt's failure, when the resolution does not carry it (a ``DoBackoff``)."""
 
 
-class RunLocalActivities:
-    """The local-activity side of a :class:`~dbosify._runtime._driver.RunDriver` (a mixin
-    placed before the other mixins: it extends their ``_start_due_attempts``,
-    ``_collect_jobs`` and ``_stop_activities``)."""
+class LocalActivitiesPart:
+    """The local activities of a run (:class:`~dbosify._runtime._driver.RunDriver`)."""
 
-    process: Process
-    run_id: str
-    row: Any
-    wake: asyncio.Event
-    closed: bool
-    pending_jobs: list[WorkflowActivationJob]
-    resolved_attempts: dict[int, ActivityAttemptInfo]
-    local_activities: dict[int, LocalActivityState]
+    def __init__(self, run: RunContext,
+                 resolved_attempts: dict[int, ActivityAttemptInfo]) -> None:
+        self.run = run
+        self.process: Process = run.process
+        self.run_id = run.run_id
+        self.local_activities: dict[int, LocalActivityState] = {}
+        self.resolved_attempts = resolved_attempts
+        """The activities part's: a local activity's resolution goes with its attempt too."""
 
-    # Commands (called by the driver once the completion that holds them is recorded) ---------
+    # Commands (called by the run once the completion that holds them is recorded) -------------
 
-    def _schedule_local(self, command: ScheduleLocalActivity, at_ms: int) -> None:
+    def schedule(self, command: ScheduleLocalActivity, at_ms: int) -> None:
         original = int(command.original_schedule_time.ToMilliseconds()) \
             if command.HasField("original_schedule_time") else at_ms
         self.local_activities[command.seq] = LocalActivityState(
             seq=command.seq, command=command, scheduled_ms=at_ms, original_ms=original,
             attempt=max(command.attempt, 1))
 
-    def _cancel_local(self, seq: int) -> None:
-        # Acted upon live, by _collect_jobs: a recovered run replaying this command must not
+    def request_cancel(self, seq: int) -> None:
+        # Acted upon live, by collect_jobs: a recovered run replaying this command must not
         # resolve what a later recorded activation resolved already.
         la = self.local_activities.get(seq)
         if la is not None:
@@ -177,10 +176,10 @@ class RunLocalActivities:
                 jobs.append(job)
         return jobs
 
-    # Hooks into the other mixins --------------------------------------------------------------
+    # What the run asks of it -------------------------------------------------------------------
 
-    def _start_due_attempts(self, now: int) -> None:
-        super()._start_due_attempts(now)  # type: ignore[misc]
+    def start_due(self, now: int) -> None:
+        """Start the local activities scheduled and not started yet (live only)."""
         for la in self.local_activities.values():
             if la.task is None and not la.resolved and not la.cancel_requested:
                 la.queued_ms = now
@@ -188,27 +187,26 @@ class RunLocalActivities:
                 la.task = asyncio.get_running_loop().create_task(
                     self._run_local_activity(la), context=contextvars.Context())
 
-    def _collect_jobs(self, now: int, records: list[dict[str, Any]]
-                      ) -> list[WorkflowActivationJob]:
-        # Core delivers a local activity's resolution inside the running workflow task, in an
-        # activation of its own; the events that came meanwhile follow in the next one.
+    def collect_jobs(self) -> list[WorkflowActivationJob]:
+        """The jobs of an activation of their own, taken out of the run's pending jobs: Core
+        delivers a local activity's resolution inside the running workflow task, in an
+        activation of its own; the events that came meanwhile follow in the next one."""
+        pending_jobs = self.run.pending_jobs
         local = self._local_cancellations()
-        local += [j for j in self.pending_jobs if _is_local_resolution(j)]
+        local += [j for j in pending_jobs if _is_local_resolution(j)]
         if local:
-            self.pending_jobs[:] = [j for j in self.pending_jobs if not _is_local_resolution(j)]
-            return local
-        jobs: list[WorkflowActivationJob] = super()._collect_jobs(now, records)  # type: ignore[misc]
-        return jobs
+            pending_jobs[:] = [j for j in pending_jobs if not _is_local_resolution(j)]
+        return local
 
-    def _stop_activities(self) -> None:
-        super()._stop_activities()  # type: ignore[misc]
+    def stop(self) -> None:
+        """The run closed: cancel its local activities."""
         for la in self.local_activities.values():
             if la.token is not None and la.runner is not None:
                 la.runner.cancel(la.token, ActivityCancelReason.CANCELLED)
             if la.task is not None and not la.task.done():
                 la.task.cancel()
 
-    def _forget_local(self, seq: int) -> None:
+    def forget(self, seq: int) -> None:
         """A recorded activation resolved ``seq``: nothing of it is left to run."""
         la = self.local_activities.pop(seq, None)
         if la is not None and la.task is not None and not la.task.done():
@@ -283,7 +281,7 @@ class RunLocalActivities:
                         backoff.original_schedule_time.FromMilliseconds(la.original_ms)
                         return _Ending(resolution, la.attempt, failure)
                     logger.info("local activity %r (workflow %r) attempt %d failed, retrying "
-                                "in %.1fs: %s", cmd.activity_type, self.row.workflow_id,
+                                "in %.1fs: %s", cmd.activity_type, self.run.row.workflow_id,
                                 la.attempt, decision.delay_ms / 1000, failure.message)
                     wait_ms = decision.delay_ms
                     if deadline is not None:
@@ -302,15 +300,15 @@ class RunLocalActivities:
         """Run one attempt on this worker's activity runner; None when the schedule-to-close
         deadline came first (the attempt is then told it timed out)."""
         cmd = la.command
-        build = getattr(self.row, "build_id", None) or None
-        runner = self.process.activity_runner(self.row.task_queue, build, cmd.activity_type)
+        build = getattr(self.run.row, "build_id", None) or None
+        runner = self.process.activity_runner(self.run.row.task_queue, build, cmd.activity_type)
         if runner is None or not runner.serves(cmd.activity_type):
             # temporalio's worker refuses this in the workflow; here the attempt fails (and is
             # retried, as any failure), saying what to do.
             result = ActivityExecutionResult()
             result.failed.failure.message = (
                 f"local activity type {cmd.activity_type!r} is not registered on the worker "
-                f"of task queue {self.row.task_queue!r} in this process; pass it in the "
+                f"of task queue {self.run.row.task_queue!r} in this process; pass it in the "
                 "worker's activities=[...]")
             result.failed.failure.application_failure_info.type = "NotFoundError"
             return AttemptOutcome(result, now)
@@ -343,7 +341,7 @@ class RunLocalActivities:
 
     def _local_start(self, la: LocalActivityState, now: int) -> Start:
         cmd = la.command
-        start = activity_start(self.row, self.run_id, cmd, la.attempt, la.scheduled_ms,
+        start = activity_start(self.run.row, self.run_id, cmd, la.attempt, la.scheduled_ms,
                                la.scheduled_ms, now)
         if la.schedule_to_close_ms:
             start.schedule_to_close_timeout.CopyFrom(cmd.schedule_to_close_timeout)
@@ -372,12 +370,11 @@ class RunLocalActivities:
     def _deliver_local(self, la: LocalActivityState, ending: _Ending) -> None:
         job = self._resolution_job(la, ending)
         if job is not None:
-            self.pending_jobs.append(job)
-            self.wake.set()
+            self.run.deliver(job)
 
     def _resolution_job(self, la: LocalActivityState, ending: _Ending
                         ) -> WorkflowActivationJob | None:
-        if la.resolved or self.closed or self.local_activities.get(la.seq) is not la:
+        if la.resolved or self.run.closed or self.local_activities.get(la.seq) is not la:
             return None
         la.resolved = True
         self.local_activities.pop(la.seq, None)

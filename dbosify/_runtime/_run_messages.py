@@ -1,7 +1,8 @@
 """The message side of a run: its inbox (signals, cancel requests, terminations, activity
-results from other processes), the signals and cancel requests it sends other workflows, updates
-(validated live, recorded only once accepted) and queries (answered on the live instance, never
-recorded).
+results from other processes, children's closes), the signals and cancel requests it sends other
+workflows, the updates it read and has not admitted yet (the run validates them live and records
+them only once accepted), and how far queries may see (they are answered on the live instance,
+never recorded).
 """
 
 from __future__ import annotations
@@ -17,69 +18,55 @@ from temporalio.bridge.proto.common import NamespacedWorkflowExecution
 from temporalio.bridge.proto.workflow_activation import (
     ResolveRequestCancelExternalWorkflow,
     ResolveSignalExternalWorkflow,
-    WorkflowActivation,
     WorkflowActivationJob,
 )
 from temporalio.bridge.proto.workflow_commands import WorkflowCommand
-from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
-from temporalio.worker import WorkflowInstance
 
-from dbosify._records import WorkflowTask
 from dbosify._runtime import _run_state as rs
-from dbosify._runtime._activities import AttemptOutcome
 from dbosify._runtime._child_close import CHILD_CLOSED
-from dbosify._runtime._commands import commands_of
-from dbosify._runtime._held_output import HeldOutput
-from dbosify._runtime._instance import activate
-from dbosify._store._store import InboxEvent, now_ms
+from dbosify._store._store import InboxEvent
 
 if TYPE_CHECKING:
     from dbosify._runtime._process import Process
+    from dbosify._runtime._run_activities import ActivitiesPart
+    from dbosify._runtime._run_children import ChildrenPart
+    from dbosify._runtime._run_context import RunContext
 
 
-class RunMessages:
-    """Inbox, messages to other workflows, updates and queries of a
-    :class:`~dbosify._runtime._driver.RunDriver` (a mixin: the driver owns the state declared
-    here)."""
+class MessagesPart:
+    """The inbox of a run (:class:`~dbosify._runtime._driver.RunDriver`), the messages it sends
+    other workflows, the updates it read and has not admitted yet, and how far queries may see.
+    The inbox also carries activity results from other processes and children's closes: they
+    go to those parts."""
 
-    process: Process
-    run_id: str
-    closed: bool
-    wake: asyncio.Event
-    progress: asyncio.Event
-    lock: asyncio.Lock
-    instance: WorkflowInstance | None
-    tasks: list[WorkflowTask]
-    preactivated: tuple[WorkflowActivationCompletion, HeldOutput] | None
-    used_flags: set[int]
-    history_length: int
-    task_failure: str | None
-    inbox_dirty: bool
-    inbox_read_at: float
-    inbox_cursor: int
-    applied_cursor: int
-    outcomes: list[tuple[int, int, AttemptOutcome]]
-    pending_jobs: list[WorkflowActivationJob]
-    pending_updates: list[WorkflowActivationJob]
-    update_inbox_ids: dict[str, int]
-    # Signals and cancel requests this run sends to other workflows, by (command kind, seq),
-    # until their resolution is recorded; the ones being sent.
-    external: dict[tuple[str, int], WorkflowCommand]
-    external_sending: set[tuple[str, int]]
-    row: Any
-
-    if TYPE_CHECKING:  # Provided by RunDriver.
-        def _registration(self) -> Any: ...
-        def _new_instance(self, index: int) -> WorkflowInstance: ...
-        def _evict(self) -> None: ...
-        def _task_failed(self, index: int, message: str, stack: str = "",
-                         nondeterminism: bool = False) -> None: ...
-        async def visibility_written(self) -> None: ...
-        def _on_child_closed(self, event: InboxEvent) -> None: ...
+    def __init__(self, run: RunContext, activities: ActivitiesPart,
+                 children: ChildrenPart) -> None:
+        self.run = run
+        self.process: Process = run.process
+        self.run_id = run.run_id
+        self.wake = run.wake
+        self.activities = activities
+        self.children = children
+        # A run created by this process has an empty inbox unless someone wrote to it since
+        # (the process remembers those wake-ups); any other run reads its inbox first.
+        self.inbox_dirty = run.recovering or not run.process.inbox_known_empty(run.run_id)
+        self.inbox_read_at = 0.0
+        self.inbox_cursor = 0
+        # Inbox events up to this id have been applied to the instance (queries wait for it).
+        self.applied_cursor = 0
+        self.progress = asyncio.Event()
+        self.pending_updates: list[WorkflowActivationJob] = []
+        self.update_inbox_ids: dict[str, int] = {}  # Update id -> its inbox event's id.
+        # Signals and cancel requests this run sends to other workflows, by (command kind, seq),
+        # until their resolution is recorded; the ones being sent.
+        self.external: dict[tuple[str, int], WorkflowCommand] = {}
+        self.external_sending: set[tuple[str, int]] = set()
 
     # The inbox --------------------------------------------------------------------------------
 
-    async def _read_inbox(self) -> dict[str, Any] | None:
+    async def read_inbox(self) -> dict[str, Any] | None:
+        """Read the inbox past the cursor, handing each event to whom it is for; returns what
+        ends the run (a termination) when one came, else None."""
         self.inbox_dirty = False
         self.inbox_read_at = asyncio.get_running_loop().time()
         events = await self.process.db_call(self.process.store.read_inbox, self.run_id,
@@ -95,28 +82,47 @@ class RunMessages:
         if event.kind == "terminate":
             return {"terminated": True}
         if event.kind == CHILD_CLOSED:
-            self._on_child_closed(event)
+            self.children.on_child_closed(event)
             return None
         if event.kind == "activity_result":
             token, outcome = rs.decode_remote_outcome(event.payload)
             parts = token.decode().split("/")
             if len(parts) == 3 and parts[0] == self.run_id:
-                self.outcomes.append((int(parts[1]), int(parts[2]), outcome))
+                self.activities.add_outcome(int(parts[1]), int(parts[2]), outcome)
             return None
         job = rs.job_from_inbox(event)
         if job is not None and job.HasField("signal_workflow"):
             # Core gives the id of the signal's history event; ours is close to it (the
             # history builder numbers events exactly), and must not be 0.
-            job.signal_workflow.originating_event_id = self.history_length + 1
+            job.signal_workflow.originating_event_id = self.run.history_length + 1
         if job is not None and job.HasField("do_update"):
             self.update_inbox_ids.setdefault(job.do_update.id, event.id)
         if job is not None:
-            (self.pending_updates if job.HasField("do_update") else self.pending_jobs).append(job)
+            (self.pending_updates if job.HasField("do_update") else self.run.pending_jobs
+             ).append(job)
         return None
+
+    def cursor_to_record(self) -> int:
+        """The inbox cursor an event step records: inbox events up to it are in the step's
+        records (or were not history), so a recovered run reads the inbox after it and no
+        signal is delivered twice. Updates read but not admitted yet are not recorded: it stops
+        below the first of them."""
+        floor = min((self.update_inbox_ids.get(j.do_update.id, self.inbox_cursor + 1)
+                     for j in self.pending_updates), default=self.inbox_cursor + 1)
+        return min(self.inbox_cursor, floor - 1)
 
     # Signals and cancel requests to other workflows --------------------------------------------
 
-    def _send_external_commands(self) -> None:
+    def send_later(self, kind: str, command: WorkflowCommand) -> None:
+        """A recorded signal or cancel request to another workflow (``kind``: the command's):
+        :meth:`send_external_commands` sends it once the run is live."""
+        self.external[(kind, getattr(command, kind).seq)] = command
+
+    def forget_external(self, kind: str, seq: int) -> None:
+        """A recorded activation resolved the ``kind`` command ``seq``: it is not sent again."""
+        self.external.pop((kind, seq), None)
+
+    def send_external_commands(self) -> None:
         """Send what the run's code asked for and nobody has sent yet (live only: on replay the
         resolution comes from the records)."""
         for key, command in self.external.items():
@@ -135,7 +141,7 @@ class RunMessages:
             # A child's handle signals the child's current run.
             target = NamespacedWorkflowExecution(
                 workflow_id=command.signal_external_workflow_execution.child_workflow_id)
-        namespace = target.namespace or self.row.namespace
+        namespace = target.namespace or self.run.row.namespace
         if kind == "signal_external_workflow_execution":
             body = command.signal_external_workflow_execution
             request = SignalWorkflowExecutionRequest(
@@ -169,64 +175,11 @@ class RunMessages:
         else:
             self.process.wake_run(sent_to)
         self.external.pop(key, None)
-        self.pending_jobs.append(job)
-        self.wake.set()
-
-    # Updates ----------------------------------------------------------------------------------
-
-    async def _admit_update(self, job: WorkflowActivationJob,
-                            now: int) -> WorkflowTask | None:
-        """Deliver an update live, validator first. A rejected update leaves no record (it is
-        not history); an accepted one is recorded as delivered without its validator, which is
-        how replay must see it (DESIGN §9.1)."""
-        if self.task_failure is not None:
-            self.pending_updates.insert(0, job)
-            return None
-        activation = WorkflowActivation(run_id=self.run_id, history_length=self.history_length)
-        activation.timestamp.FromMilliseconds(now)
-        activation.jobs.append(job)
-        activation.available_internal_flags[:] = sorted(self.used_flags)
-        # Held until the update is recorded (or rejected): a query must not see its handler's
-        # effects before they are durable, nor read what it printed.
-        await self.lock.acquire()
-        held = HeldOutput()
-        try:
-            if self.instance is None:
-                self.instance = self._new_instance(0)
-            completion = await activate(self.instance, activation,
-                                        self.process.activation_executor,
-                                        self._registration().deadlock_timeout,
-                                        self._registration().slots, held=held)
-        except BaseException:
-            self.lock.release()
-            raise
-        if completion.HasField("failed"):
-            self.lock.release()
-            held.discard()
-            self._evict()
-            self._task_failed(len(self.tasks), completion.failed.failure.message or
-                              "workflow task failed")
-            self.pending_updates.insert(0, job)
-            return None
-        commands = commands_of(completion)
-        responses = [c.update_response for c in commands if c.HasField("update_response")
-                     and c.update_response.protocol_instance_id == job.do_update.protocol_instance_id]
-        others = [c for c in commands if not c.HasField("update_response")]
-        if responses and responses[0].HasField("rejected") and not others:
-            self.lock.release()
-            held.release()  # A rejection is not history: nothing to wait for.
-            await self.process.record_update_response(self.run_id, responses[0])
-            return None
-        recorded = WorkflowActivation()
-        recorded.CopyFrom(activation)
-        if responses and responses[0].HasField("accepted"):
-            recorded.jobs[0].do_update.run_validator = False
-        self.preactivated = (completion, held)  # The lock stays held until it is recorded.
-        return WorkflowTask(recorded, identity=self.process.identity)
+        self.run.deliver(job)
 
     # Queries ----------------------------------------------------------------------------------
 
-    async def _catch_up(self, limit_s: float = 10.0) -> None:
+    async def catch_up(self, limit_s: float = 10.0) -> None:
         """Apply the run's inbox events written so far, as Temporal's queries are consistent:
         a query sees every signal (and cancel request) accepted before it."""
         events = await self.process.db_call(self.process.store.read_inbox, self.run_id,
@@ -236,7 +189,8 @@ class RunMessages:
         target = max(e.id for e in events)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit_s
-        while self.applied_cursor < target and not self.closed and self.task_failure is None:
+        while self.applied_cursor < target and not self.run.closed and \
+                self.run.task_failure is None:
             left = deadline - loop.time()
             if left <= 0:
                 return  # Answer from the state reached so far rather than hang the caller.
@@ -247,24 +201,4 @@ class RunMessages:
                 await asyncio.wait_for(self.progress.wait(), min(left, 0.5))
             except asyncio.TimeoutError:
                 continue
-
-    async def query(self, job: WorkflowActivationJob) -> WorkflowCommand:
-        """Answer a query on the live instance (never recorded)."""
-        await self._catch_up()
-        await self.visibility_written()
-        async with self.lock:
-            if self.instance is None or self.task_failure is not None:
-                raise LookupError(self.task_failure or "the workflow has no live state yet")
-            activation = WorkflowActivation(run_id=self.run_id, jobs=[job])
-            activation.timestamp.FromMilliseconds(now_ms())
-            completion = await activate(self.instance, activation,
-                                        self.process.activation_executor,
-                                        self._registration().deadlock_timeout,
-                                            self._registration().slots)
-        if completion.HasField("failed"):
-            raise LookupError(completion.failed.failure.message)
-        for command in completion.successful.commands:
-            if command.HasField("respond_to_query"):
-                return command
-        raise LookupError("the workflow did not answer the query")
 

@@ -66,8 +66,9 @@ class TimeSkipper:
         for driver in list(process.drivers.values()):
             if driver.waiting_to_start and not driver.wake.is_set():
                 continue  # Waits for its execution time only (events wait with it).
-            if not driver.idle or driver.wake.is_set() or driver.inbox_dirty \
-                    or driver.pending_jobs or driver.outcomes or driver.pending_updates:
+            messages = driver.message_part
+            if not driver.idle or driver.wake.is_set() or messages.inbox_dirty \
+                    or driver.pending_jobs or driver.outcomes or messages.pending_updates:
                 return True
         if not activities_hold:
             return False

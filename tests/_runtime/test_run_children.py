@@ -15,19 +15,32 @@ from temporalio.bridge.proto.workflow_activation import WorkflowActivationJob
 from temporalio.bridge.proto.workflow_commands import WorkflowCommand
 
 from dbosify._runtime._child_close import CHILD_CLOSED
-from dbosify._runtime._run_children import ChildState, RunChildren, child_run_id, close_job
+from dbosify._runtime._run_children import ChildrenPart, ChildState, child_run_id, close_job
 from dbosify._store._store import InboxEvent
 
 
-class _Run(RunChildren):
+class _Run:
+    """The run a children part belongs to (:class:`~dbosify._runtime._run_context.RunContext`)."""
+
     def __init__(self) -> None:
-        self.run_id = "parent-run"
-        self.row = SimpleNamespace(namespace="default", workflow_id="parent", task_queue="q")
-        self.closed = False
-        self.wake = asyncio.Event()
-        self.pending_jobs: list[WorkflowActivationJob] = []
-        self.children: dict[int, ChildState] = {}
         self.process: Any = None
+        self.run_id = "parent-run"
+        self.wake = asyncio.Event()
+        self.row = SimpleNamespace(namespace="default", workflow_id="parent", task_queue="q")
+        self.recovering = False
+        self.closed = False
+        self.task_failure: str | None = None
+        self.history_length = 1
+        self.pending_jobs: list[WorkflowActivationJob] = []
+
+    def deliver(self, job: WorkflowActivationJob) -> None:
+        self.pending_jobs.append(job)
+        self.wake.set()
+
+
+def _part() -> tuple[_Run, ChildrenPart]:
+    run = _Run()
+    return run, ChildrenPart(run)
 
 
 def _start(seq: int) -> WorkflowCommand:
@@ -52,10 +65,10 @@ def _completed(value: bytes) -> HistoryEvent:
 
 
 def test_a_close_before_the_start_is_resolved_resolves_both_in_order() -> None:
-    run = _Run()
-    run._apply_child_command(_start(1))
-    run.children[1].starting = True  # The start is being written.
-    run._on_child_closed(_closed(_completed(b'"hi"'), child_run_id("parent-run", 1)))
+    run, part = _part()
+    part.apply_command(_start(1))
+    part.children[1].starting = True  # The start is being written.
+    part.on_child_closed(_closed(_completed(b'"hi"'), child_run_id("parent-run", 1)))
     kinds = [j.WhichOneof("variant") for j in run.pending_jobs]
     assert kinds == ["resolve_child_workflow_execution_start",
                      "resolve_child_workflow_execution"]
@@ -63,15 +76,15 @@ def test_a_close_before_the_start_is_resolved_resolves_both_in_order() -> None:
     assert start.succeeded.run_id == child_run_id("parent-run", 1)
     assert run.pending_jobs[1].resolve_child_workflow_execution.result.completed.result.data \
         == b'"hi"'
-    assert run.children == {}  # Nothing held back past the inbox cursor.
+    assert part.children == {}  # Nothing held back past the inbox cursor.
 
 
 def test_a_close_of_another_runs_child_is_ignored() -> None:
-    run = _Run()
-    run._apply_child_command(_start(1))
-    run._on_child_closed(_closed(_completed(b"1"), child_run_id("other-run", 1)))
+    run, part = _part()
+    part.apply_command(_start(1))
+    part.on_child_closed(_closed(_completed(b"1"), child_run_id("other-run", 1)))
     assert run.pending_jobs == []
-    assert 1 in run.children
+    assert 1 in part.children
 
 
 def test_close_events_become_cores_resolutions() -> None:
