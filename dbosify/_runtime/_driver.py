@@ -682,6 +682,8 @@ class RunDriver:
         elif kind in ("signal_external_workflow_execution",
                       "request_cancel_external_workflow_execution"):
             self.message_part.send_later(kind, command)
+        elif kind == "cancel_signal_workflow":
+            self.message_part.cancel_signal(command.cancel_signal_workflow.seq)
         elif kind in ("start_child_workflow_execution", "cancel_child_workflow_execution"):
             self.child_part.apply_command(command)
         elif kind == "schedule_local_activity":

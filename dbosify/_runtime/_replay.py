@@ -297,7 +297,8 @@ async def replay_history(
                     failure = completion.failed.failure.message or "workflow task failed"
                     break
                 produced.extend(completion.successful.commands)
-                follow = resolved_by_core(completion.successful.commands, memory, resolved_now)
+                follow = resolved_by_core(completion.successful.commands, memory, resolved_now,
+                                          produced, namespace)
                 follow += local_jobs(completion.successful.commands, memory, delivered)
                 if not follow:
                     break

@@ -20,6 +20,8 @@ from temporalio.bridge.proto.activity_result import ActivityResolution
 from temporalio.bridge.proto.workflow_activation import InitializeWorkflow, WorkflowActivationJob
 from temporalio.bridge.proto.workflow_commands import ActivityCancellationType, WorkflowCommand
 
+from dbosify._runtime._run_children import ChildState, start_cancelled_job
+from dbosify._runtime._run_messages import signal_cancelled_job
 from dbosify._runtime._run_state import signal_job, update_job
 from dbosify.history._events import LOCAL_ACTIVITY_MARKER_NAME
 from dbosify.history._rows import event_type_name, linked_event_id
@@ -304,13 +306,33 @@ def accepted_update_job(event: HistoryEvent) -> WorkflowActivationJob:
 
 
 def resolved_by_core(commands: Sequence[WorkflowCommand], memory: CoreMemory,
-                      resolved_now: set[int]) -> list[WorkflowActivationJob]:
+                     resolved_now: set[int], task_commands: Sequence[WorkflowCommand] = (),
+                     namespace: str = "") -> list[WorkflowActivationJob]:
     """Jobs Core answers itself inside the task: an activity the code cancels without waiting
-    for the cancellation resolves at once (activity_state_machine.rs). Their memory go into
-    ``resolved_now``: the cancel request itself still reaches the history."""
+    for the cancellation resolves at once (activity_state_machine.rs); so do a child start and
+    a signal to another workflow cancelled in the task that asked for them (``task_commands``:
+    the task's commands so far), which never reach the server. Activities resolved go into
+    ``resolved_now``: their cancel request itself still reaches the history."""
     jobs: list[WorkflowActivationJob] = []
     for command in commands:
-        if not command.HasField("request_cancel_activity"):
+        variant = command.WhichOneof("variant")
+        if variant == "cancel_child_workflow_execution":
+            cancel = command.cancel_child_workflow_execution
+            start = next((c.start_child_workflow_execution for c in task_commands
+                          if c.WhichOneof("variant") == "start_child_workflow_execution"
+                          and c.start_child_workflow_execution.seq == cancel.child_workflow_seq),
+                         None)
+            if start is not None:
+                child = ChildState(seq=start.seq, command=start, reason=cancel.reason)
+                jobs.append(start_cancelled_job(child, start.namespace or namespace))
+            continue
+        if variant == "cancel_signal_workflow":
+            seq = command.cancel_signal_workflow.seq
+            if any(c.WhichOneof("variant") == "signal_external_workflow_execution"
+                   and c.signal_external_workflow_execution.seq == seq for c in task_commands):
+                jobs.append(signal_cancelled_job(seq))
+            continue
+        if variant != "request_cancel_activity":
             continue
         seq = command.request_cancel_activity.seq
         kind = memory.activity_cancel_type.get(seq, ActivityCancellationType.TRY_CANCEL)

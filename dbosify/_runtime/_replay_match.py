@@ -12,6 +12,7 @@ from temporalio.bridge.proto.workflow_completion import WorkflowActivationComple
 
 from dbosify._runtime._replay_describe import EVENT_OF_COMMAND, describe_command, describe_event
 from dbosify._runtime._replay_jobs import CoreMemory, local_marker_data
+from dbosify.history._commands import cancelled_before_sent
 from dbosify.history._events import PATCH_MARKER_DETAILS_KEY, commands_as_sent
 from dbosify.history._rows import event_type_name, patch_id
 
@@ -62,21 +63,7 @@ def matches(command: WorkflowCommand, event: HistoryEvent, memory: CoreMemory) -
 def sent_commands(completion: WorkflowActivationCompletion, memory: CoreMemory) -> list[WorkflowCommand]:
     """The code's commands that reach the history, in the order Core sends them."""
     commands = commands_as_sent(completion)
-    dropped: set[int] = set()
-    cancels = {"schedule_activity": ("request_cancel_activity", "seq"),
-               "start_timer": ("cancel_timer", "seq")}
-    for i, command in enumerate(commands):
-        variant = command.WhichOneof("variant") or ""
-        if variant not in cancels:
-            continue
-        cancel_variant, seq_field = cancels[variant]
-        seq = getattr(command, variant).seq
-        for j in range(i + 1, len(commands)):
-            other = commands[j]
-            if (j not in dropped and other.WhichOneof("variant") == cancel_variant
-                    and getattr(getattr(other, cancel_variant), seq_field) == seq):
-                dropped.update((i, j))  # cancelled before it was sent: Core sends neither
-                break
+    dropped = cancelled_before_sent(commands)  # Core sends neither a command nor its cancel.
     sent: list[WorkflowCommand] = []
     accepted_now: set[str] = set()
     for i, command in enumerate(commands):

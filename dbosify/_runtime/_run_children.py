@@ -144,6 +144,19 @@ def cancelled_job(child: ChildState, namespace: str) -> WorkflowActivationJob:
     return job
 
 
+def start_cancelled_job(child: ChildState, namespace: str) -> WorkflowActivationJob:
+    """Core's resolution of a child start the parent cancelled before it was sent: the child is
+    never started, and no event stands for either."""
+    job = WorkflowActivationJob()
+    start = job.resolve_child_workflow_execution_start
+    start.seq = child.seq
+    failure = start.cancelled.failure
+    failure.message = f"Child Workflow Execution cancelled before scheduled: {child.reason}"
+    failure.cause.canceled_failure_info.SetInParent()
+    _failure_info(failure, child, namespace, RetryState.RETRY_STATE_NON_RETRYABLE_FAILURE)
+    return job
+
+
 def close_job(child: ChildState, namespace: str, event: HistoryEvent) -> WorkflowActivationJob:
     """The ``ResolveChildWorkflowExecution`` job Core makes of a child's close event."""
     E = EventType
@@ -280,7 +293,7 @@ class ChildrenPart:
             if not child.starting:
                 if child.cancel_requested:
                     # Cancelled in the task that asked for it: never sent, as in Core.
-                    self._deliver(self._start_cancelled(child, namespace))
+                    self._deliver(start_cancelled_job(child, namespace))
                     del self.children[child.seq]
                     continue
                 child.starting = True
@@ -301,17 +314,6 @@ class ChildrenPart:
     def _deliver(self, job: WorkflowActivationJob) -> None:
         if not self.run.closed:
             self.run.deliver(job)
-
-    @staticmethod
-    def _start_cancelled(child: ChildState, namespace: str) -> WorkflowActivationJob:
-        job = WorkflowActivationJob()
-        start = job.resolve_child_workflow_execution_start
-        start.seq = child.seq
-        failure = start.cancelled.failure
-        failure.message = f"Child Workflow Execution cancelled before scheduled: {child.reason}"
-        failure.cause.canceled_failure_info.SetInParent()
-        _failure_info(failure, child, namespace, RetryState.RETRY_STATE_NON_RETRYABLE_FAILURE)
-        return job
 
     async def _start_child(self, child: ChildState) -> None:
         process = self.process

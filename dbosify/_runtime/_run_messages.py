@@ -33,6 +33,16 @@ if TYPE_CHECKING:
     from dbosify._runtime._run_context import RunContext
 
 
+def signal_cancelled_job(seq: int) -> WorkflowActivationJob:
+    """Core's resolution of a signal to another workflow cancelled before it was sent."""
+    job = WorkflowActivationJob()
+    job.resolve_signal_external_workflow.seq = seq
+    failure = job.resolve_signal_external_workflow.failure
+    failure.message = "Signal was cancelled before being sent"
+    failure.canceled_failure_info.SetInParent()
+    return job
+
+
 class MessagesPart:
     """The inbox of a run (:class:`~dbosify._runtime._driver.RunDriver`), the messages it sends
     other workflows, the updates it read and has not admitted yet, and how far queries may see.
@@ -117,6 +127,16 @@ class MessagesPart:
         """A recorded signal or cancel request to another workflow (``kind``: the command's):
         :meth:`send_external_commands` sends it once the run is live."""
         self.external[(kind, getattr(command, kind).seq)] = command
+
+    def cancel_signal(self, seq: int) -> None:
+        """The code cancelled its signal ``seq`` to another workflow. As in Core, only a signal
+        not sent yet can be cancelled: it is never sent, and resolves as cancelled at once (no
+        history event stands for either). Once sending has begun the cancel is a no-op."""
+        key = ("signal_external_workflow_execution", seq)
+        if key not in self.external or key in self.external_sending:
+            return
+        del self.external[key]
+        self.run.deliver(signal_cancelled_job(seq))
 
     def forget_external(self, kind: str, seq: int) -> None:
         """A recorded activation resolved the ``kind`` command ``seq``: it is not sent again."""

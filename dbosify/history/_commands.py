@@ -45,7 +45,7 @@ _CANCELLABLE = {
 }
 
 
-def _cancelled_before_sent(commands: Sequence[WorkflowCommand]) -> set[int]:
+def cancelled_before_sent(commands: Sequence[WorkflowCommand]) -> set[int]:
     """Indexes of commands Core never sends: a command cancelled in the task that issued it.
 
     Core drops both the command and its cancellation (the state machine ends before the server
@@ -74,7 +74,7 @@ def write_commands(
     builder: HistoryBuilder, commands: Sequence[WorkflowCommand], wft_scheduled_id: int
 ) -> None:
     """Write the events of ``commands``, completed by the task scheduled at ``wft_scheduled_id``."""
-    dropped = _cancelled_before_sent(commands)
+    dropped = cancelled_before_sent(commands)
     for i, command in enumerate(commands):
         if i not in dropped:
             _write_command(builder, command, wft_scheduled_id)

@@ -26,6 +26,7 @@ from dbosify.exceptions import (
     TerminatedError,
     WorkflowAlreadyStartedError,
 )
+from dbosify._runtime._replay import replay_history
 from dbosify.worker import Replayer, UnsandboxedWorkflowRunner, Worker
 
 Q = "children-q"
@@ -147,6 +148,25 @@ class Parent:
                 Kid.run, args=["kay", "wait"],
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON, **opts))
             return "forgotten"
+        if how == "cancel-unsent":
+            # The start and a signal to another workflow, each cancelled in the task that
+            # asked for it: Core sends neither, and resolves both as cancelled at once.
+            start = asyncio.ensure_future(workflow.start_child_workflow(
+                Kid.run, args=["nia", "wait"], **opts))
+            other = workflow.get_external_workflow_handle(child_id + "-other")
+            send = asyncio.ensure_future(other.signal(Kid.finish, "never"))
+            await asyncio.sleep(0)
+            start.cancel()
+            send.cancel()
+            outcomes = []
+            for task in (start, send):
+                try:
+                    await task
+                    outcomes.append("done")
+                except (asyncio.CancelledError, CancelledError, ChildWorkflowError) as err:
+                    outcomes.append(f"{type(err).__name__}/{type(err.__cause__).__name__}")
+            await workflow.sleep(0.01)  # A later task: the replay must go on past the cancels.
+            return "|".join(outcomes)
         if how.startswith("leave:"):
             policy = workflow.ParentClosePolicy[how.split(":")[1]]
             await workflow.start_child_workflow(Kid.run, args=["fay", "wait"],
@@ -405,6 +425,22 @@ async def test_cancelling_the_parent_cancels_its_child(client: Client) -> None:
         assert (await kid.describe()).status == WorkflowExecutionStatus.CANCELED
         history = await parent.fetch_history()
     await _replay(history)
+
+
+async def test_a_child_start_cancelled_before_it_was_sent(client: Client) -> None:
+    async with _worker(client):
+        handle = await client.start_workflow(Parent.run, args=["cancel-unsent", "kid-u"],
+                                             id="parent-u", task_queue=Q)
+        assert await handle.result() == "ChildWorkflowError/CancelledError|CancelledError/NoneType"
+        history = await handle.fetch_history()
+    types = _types(history)
+    assert EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED not in types
+    assert EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED not in types
+    with pytest.raises(Exception, match="not found"):
+        await client.get_workflow_handle("kid-u").describe()
+    await _replay(history)
+    report = await replay_history(history.events, Parent, workflow_id="parent-u")
+    assert not report.diverged, report.divergence
 
 
 async def test_a_cron_child_waits_for_its_first_cron_time(client: Client) -> None:
