@@ -443,16 +443,16 @@ class ChildrenPart:
 
 
 def has_close_followups(part: ChildrenPart) -> bool:
-    """Whether a run's close writes more than its own row: it is a child (its parent is told),
-    or it has children (their parent close policy)."""
+    """Whether a run's close (``part``: its children) writes more than its own row: it is a
+    child (its parent is told), or it has children (their parent close policy)."""
     return bool(getattr(part.run.row, "parent_run_id", None) or part.children)
 
 
 def write_close_followups(store: Store, conn: sa.Connection, part: ChildrenPart, close_event: bytes,
                           final: bool, identity: str) -> list[str]:
-    """What a run's close writes besides its row, in its transaction: the parent's inbox event
-    (``final``: the run is not continued), and its children's parent close policies. Returns
-    the runs to wake once committed."""
+    """What a run's close (``part``: its children) writes besides its row, in its transaction:
+    the parent's inbox event (``final``: the run is not continued), and its children's parent
+    close policies. Returns the runs to wake once committed."""
     wake: list[str] = []
     if final:
         parent = notify_parent(store, conn, part.run.row, close_event)
