@@ -23,7 +23,7 @@ from temporalio.bridge.proto.workflow_commands import ActivityCancellationType, 
 from dbosify._runtime._run_children import ChildState, start_cancelled_job
 from dbosify._runtime._run_messages import signal_cancelled_job
 from dbosify._runtime._run_state import signal_job, update_job
-from dbosify.history._events import LOCAL_ACTIVITY_MARKER_NAME
+from dbosify.history._events import LOCAL_ACTIVITY_MARKER_NAME, copy_set_fields
 from dbosify.history._rows import event_type_name, linked_event_id
 from dbosify.history._seed import core_randomness_seed
 
@@ -65,12 +65,10 @@ def initialize_job(started: HistoryEvent, workflow_id: str) -> WorkflowActivatio
         cron_schedule=a.cron_schedule,
         original_execution_run_id=run_id,
     )
-    for name in ("workflow_execution_timeout", "workflow_run_timeout", "workflow_task_timeout",
-                 "continued_failure", "last_completion_result", "retry_policy",
-                 "workflow_execution_expiration_time", "memo", "search_attributes",
-                 "priority"):
-        if a.HasField(name):
-            getattr(init, name).CopyFrom(getattr(a, name))
+    copy_set_fields(a, init, (
+        "workflow_execution_timeout", "workflow_run_timeout", "workflow_task_timeout",
+        "continued_failure", "last_completion_result", "retry_policy",
+        "workflow_execution_expiration_time", "memo", "search_attributes", "priority"))
     if a.HasField("parent_workflow_execution"):
         init.parent_workflow_info.namespace = a.parent_workflow_namespace
         init.parent_workflow_info.workflow_id = a.parent_workflow_execution.workflow_id

@@ -20,6 +20,7 @@ from temporalio.api.workflowservice.v1 import (
 )
 
 from dbosify._store._store import RUNNING
+from dbosify.history._events import copy_set_fields
 
 if TYPE_CHECKING:
     from dbosify._runtime._driver import RunDriver
@@ -90,14 +91,10 @@ def describe_run(row: Any, attribute_rows: Sequence[Any],
     req.ParseFromString(row.start_request)
     config = response.execution_config
     config.task_queue.name = row.task_queue
-    if req.HasField("workflow_execution_timeout"):
-        config.workflow_execution_timeout.CopyFrom(req.workflow_execution_timeout)
-    if req.HasField("workflow_run_timeout"):
-        config.workflow_run_timeout.CopyFrom(req.workflow_run_timeout)
+    copy_set_fields(req, config,
+                    ("workflow_execution_timeout", "workflow_run_timeout", "user_metadata"))
     if req.HasField("workflow_task_timeout"):
         config.default_workflow_task_timeout.CopyFrom(req.workflow_task_timeout)
-    if req.HasField("user_metadata"):
-        config.user_metadata.CopyFrom(req.user_metadata)
     if row.status != RUNNING:
         return response
     if driver is not None:

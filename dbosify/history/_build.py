@@ -470,16 +470,14 @@ def started_attributes(
         workflow_id=req.workflow_id,
     )
     attrs.workflow_task_timeout.FromSeconds(DEFAULT_WORKFLOW_TASK_TIMEOUT_S)
-    for name in (
+    _events.copy_set_fields(req, attrs, (
         "workflow_execution_timeout",
         "workflow_run_timeout",
         "workflow_task_timeout",
         "retry_policy",
         "priority",
         "versioning_override",
-    ):
-        if req.HasField(name):
-            getattr(attrs, name).CopyFrom(getattr(req, name))
+    ))
     if req.HasField("workflow_start_delay"):
         attrs.first_workflow_task_backoff.CopyFrom(req.workflow_start_delay)
     if req.HasField("workflow_execution_timeout"):

@@ -93,6 +93,14 @@ def new_event(event_id: int, time_ms: int, attributes: Message) -> HistoryEvent:
     return event
 
 
+def copy_set_fields(source: Message, target: Message, names: Iterable[str]) -> None:
+    """Copy each message field of ``names`` that ``source`` sets onto the same-named field of
+    ``target``; an unset field stays unset there (a copied default would read as set)."""
+    for name in names:
+        if source.HasField(name):
+            getattr(target, name).CopyFrom(getattr(source, name))
+
+
 def attributes_of(event: HistoryEvent) -> Message | None:
     """The attributes message of ``event`` (whichever oneof field is set)."""
     field_name = event.WhichOneof("attributes")
@@ -311,7 +319,7 @@ def child_initiated(
         header=header(cmd.headers),
         memo=Memo(fields=dict(cmd.memo)),
     )
-    for name in (
+    copy_set_fields(cmd, attrs, (
         "workflow_execution_timeout",
         "workflow_run_timeout",
         "workflow_task_timeout",
@@ -319,9 +327,7 @@ def child_initiated(
         "search_attributes",
         "priority",
         "versioning_override",
-    ):
-        if cmd.HasField(name):
-            getattr(attrs, name).CopyFrom(getattr(cmd, name))
+    ))
     return attrs
 
 
@@ -344,14 +350,12 @@ def continued_as_new(
         workflow_task_completed_event_id=workflow_task_completed_event_id,
         initiator=ContinueAsNewInitiator.CONTINUE_AS_NEW_INITIATOR_WORKFLOW,
     )
-    for name in (
+    copy_set_fields(cmd, attrs, (
         "workflow_run_timeout",
         "workflow_task_timeout",
         "backoff_start_interval",
         "search_attributes",
-    ):
-        if cmd.HasField(name):
-            getattr(attrs, name).CopyFrom(getattr(cmd, name))
+    ))
     if cmd.headers:
         attrs.header.CopyFrom(header(cmd.headers))
     if cmd.memo:
