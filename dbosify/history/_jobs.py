@@ -8,9 +8,10 @@ replay; the failures in them are wrapped the way Core wraps them, so the events 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from google.protobuf.message import Message
 from temporalio.api.common.v1 import WorkflowType
 from temporalio.api.enums.v1 import RetryState, TimeoutType
 from temporalio.api.failure.v1 import Failure
@@ -45,7 +46,7 @@ from temporalio.bridge.proto.workflow_commands import ActivityCancellationType, 
 
 from dbosify._records import WorkflowTask
 from dbosify.history import _events
-from dbosify.history._state import Child
+from dbosify.history._state import Child, External
 
 if TYPE_CHECKING:
     from dbosify.history._build import HistoryBuilder
@@ -364,31 +365,17 @@ def write_child_cancel_requested(builder: HistoryBuilder, child: Child, time_ms:
 def _resolve_signal_external(
     builder: HistoryBuilder, job: WorkflowActivationJob, time_ms: int
 ) -> None:
-    rs = job.resolve_signal_external_workflow
     if resolved_by_core(builder, job, ()):
         return
-    signal = builder.signals.get(rs.seq)
-    if signal is None:
-        raise ValueError(f"ResolveSignalExternalWorkflow for unknown seq {rs.seq}")
-    if not rs.HasField("failure"):
-        builder.add(
-            ExternalWorkflowExecutionSignaledEventAttributes(
-                initiated_event_id=signal.initiated_event_id,
-                namespace=signal.namespace,
-                workflow_execution=signal.execution,
-            ),
-            time_ms=time_ms,
-        )
-        return
-    builder.add(
-        SignalExternalWorkflowExecutionFailedEventAttributes(
-            cause=rs.cause,
-            workflow_task_completed_event_id=signal.workflow_task_completed_event_id,
-            namespace=signal.namespace,
-            workflow_execution=signal.execution,
-            initiated_event_id=signal.initiated_event_id,
-        ),
-        time_ms=time_ms,
+    rs = job.resolve_signal_external_workflow
+    _resolve_external(
+        builder,
+        builder.signals.get(rs.seq),
+        rs.cause if rs.HasField("failure") else None,
+        ExternalWorkflowExecutionSignaledEventAttributes,
+        SignalExternalWorkflowExecutionFailedEventAttributes,
+        time_ms,
+        unknown=f"ResolveSignalExternalWorkflow for unknown seq {rs.seq}",
     )
 
 
@@ -396,26 +383,48 @@ def _resolve_cancel_external(
     builder: HistoryBuilder, job: WorkflowActivationJob, time_ms: int
 ) -> None:
     rc = job.resolve_request_cancel_external_workflow
-    cancel = builder.cancels.get(rc.seq)
-    if cancel is None:
-        raise ValueError(f"ResolveRequestCancelExternalWorkflow for unknown seq {rc.seq}")
-    if not rc.HasField("failure"):
+    _resolve_external(
+        builder,
+        builder.cancels.get(rc.seq),
+        rc.cause if rc.HasField("failure") else None,
+        ExternalWorkflowExecutionCancelRequestedEventAttributes,
+        RequestCancelExternalWorkflowExecutionFailedEventAttributes,
+        time_ms,
+        unknown=f"ResolveRequestCancelExternalWorkflow for unknown seq {rc.seq}",
+    )
+
+
+def _resolve_external(
+    builder: HistoryBuilder,
+    sent: External | None,
+    failure_cause: int | None,
+    delivered: Callable[..., Message],
+    failed: Callable[..., Message],
+    time_ms: int,
+    *,
+    unknown: str,
+) -> None:
+    # A signal and a cancel request to another workflow resolve alike: the server writes the
+    # same fields into the event for a delivery and into the one for a failure (with its cause).
+    if sent is None:
+        raise ValueError(unknown)
+    if failure_cause is None:
         builder.add(
-            ExternalWorkflowExecutionCancelRequestedEventAttributes(
-                initiated_event_id=cancel.initiated_event_id,
-                namespace=cancel.namespace,
-                workflow_execution=cancel.execution,
+            delivered(
+                initiated_event_id=sent.initiated_event_id,
+                namespace=sent.namespace,
+                workflow_execution=sent.execution,
             ),
             time_ms=time_ms,
         )
         return
     builder.add(
-        RequestCancelExternalWorkflowExecutionFailedEventAttributes(
-            cause=rc.cause,
-            workflow_task_completed_event_id=cancel.workflow_task_completed_event_id,
-            namespace=cancel.namespace,
-            workflow_execution=cancel.execution,
-            initiated_event_id=cancel.initiated_event_id,
+        failed(
+            cause=failure_cause,
+            workflow_task_completed_event_id=sent.workflow_task_completed_event_id,
+            namespace=sent.namespace,
+            workflow_execution=sent.execution,
+            initiated_event_id=sent.initiated_event_id,
         ),
         time_ms=time_ms,
     )
