@@ -92,6 +92,13 @@ class _Exists(Exception):
     pass
 
 
+def _found(row: sa.Row[Any] | None, schedule_id: str) -> ScheduleRecord:
+    """The schedule a read found, or the NOT_FOUND error Temporal answers with."""
+    if row is None:
+        raise not_found(f"schedule not found: {schedule_id!r}")
+    return ScheduleRecord.of(row)
+
+
 def _validated(schedule_id: str, schedule: Schedule) -> Schedule:
     """The schedule as Temporal's server stores it, or INVALID_ARGUMENT naming the problem."""
     if not schedule_id:
@@ -337,10 +344,7 @@ class ScheduleService:
         def write() -> AfterCommit:
             after = AfterCommit()
             with process.store.engine.begin() as conn:
-                row = q.lock(conn, namespace or "default", schedule_id)
-                if row is None:
-                    raise not_found(f"schedule not found: {schedule_id!r}")
-                rec = ScheduleRecord.of(row)
+                rec = _found(q.lock(conn, namespace or "default", schedule_id), schedule_id)
                 change(conn, rec, now_ms(), after)
                 save(conn, rec)
             return after
@@ -362,10 +366,8 @@ class ScheduleService:
 
         def read() -> DescribeScheduleResponse:
             with process.store.engine.connect() as conn:
-                row = q.get(conn, req.namespace or "default", req.schedule_id)
-                if row is None:
-                    raise not_found(f"schedule not found: {req.schedule_id!r}")
-                rec = ScheduleRecord.of(row)
+                rec = _found(q.get(conn, req.namespace or "default", req.schedule_id),
+                             req.schedule_id)
                 response = DescribeScheduleResponse(
                     schedule=rec.schedule, info=_describe_info(conn, rec, now_ms()),
                     conflict_token=str(rec.version).encode())
@@ -477,9 +479,7 @@ class ScheduleService:
         def read() -> ListScheduleMatchingTimesResponse:
             with process.store.engine.connect() as conn:
                 row = q.get(conn, req.namespace or "default", req.schedule_id)
-            if row is None:
-                raise not_found(f"schedule not found: {req.schedule_id!r}")
-            rec = ScheduleRecord.of(row)
+            rec = _found(row, req.schedule_id)
             response = ListScheduleMatchingTimesResponse()
             for t in matching_times(rec.spec, _ms(req.start_time), _ms(req.end_time), 1000):
                 response.start_time.add().FromMilliseconds(t)
