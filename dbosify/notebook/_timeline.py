@@ -215,6 +215,15 @@ def build_timeline(workflow_id: str, events: list[HistoryEvent]) -> Timeline:
     messages = Lane("signals & updates", "messages")
     lanes: list[Lane] = [workflow]
     opened: dict[int, Lane] = {}  # scheduled/started/initiated event id -> its lane
+
+    def open_lane(opening: HistoryEvent, label: str, kind: str, state: str,
+                  happened: str) -> None:
+        # The event that opens a lane (scheduled, started, initiated) is the one its later
+        # events link back to.
+        lane = Lane(label, kind)
+        lane.segments.append(Segment(event_time(opening), None, state, f"{label}: {happened}"))
+        opened[opening.event_id] = lane
+        lanes.append(lane)
     names: dict[int, str] = {}
     workflow_closed = False
     for event in events:
@@ -223,10 +232,8 @@ def build_timeline(workflow_id: str, events: list[HistoryEvent]) -> Timeline:
         link = linked_event_id(event)
         attrs: Any = getattr(event, event.WhichOneof("attributes") or "", None)
         if kind == "ACTIVITY_TASK_SCHEDULED":
-            lane = Lane(f"{attrs.activity_type.name} #{attrs.activity_id}", "activity")
-            lane.segments.append(Segment(when, None, "waiting", f"{lane.label}: scheduled"))
-            opened[event.event_id] = lane
-            lanes.append(lane)
+            open_lane(event, f"{attrs.activity_type.name} #{attrs.activity_id}", "activity",
+                      "waiting", "scheduled")
         elif kind == "ACTIVITY_TASK_STARTED" and link in opened:
             lane = opened[link]
             lane.attempts = max(attrs.attempt, 1)
@@ -243,18 +250,14 @@ def build_timeline(workflow_id: str, events: list[HistoryEvent]) -> Timeline:
             opened[link].markers.append(Marker(when, "cancel_request", "cancel",
                                                "cancel requested"))
         elif kind == "TIMER_STARTED":
-            lane = Lane(f"timer {attrs.timer_id} ({attrs.start_to_fire_timeout.ToTimedelta()})",
-                        "timer")
-            lane.segments.append(Segment(when, None, "timer", f"{lane.label}: started"))
-            opened[event.event_id] = lane
-            lanes.append(lane)
+            open_lane(event,
+                      f"timer {attrs.timer_id} ({attrs.start_to_fire_timeout.ToTimedelta()})",
+                      "timer", "timer", "started")
         elif kind in ("TIMER_FIRED", "TIMER_CANCELED") and link in opened:
             _close(opened[link], when, "fired" if kind == "TIMER_FIRED" else "canceled", "")
         elif kind == "START_CHILD_WORKFLOW_EXECUTION_INITIATED":
-            lane = Lane(f"child {attrs.workflow_type.name} {attrs.workflow_id}", "child")
-            lane.segments.append(Segment(when, None, "waiting", f"{lane.label}: initiated"))
-            opened[event.event_id] = lane
-            lanes.append(lane)
+            open_lane(event, f"child {attrs.workflow_type.name} {attrs.workflow_id}", "child",
+                      "waiting", "initiated")
         elif kind == "CHILD_WORKFLOW_EXECUTION_STARTED" and link in opened:
             opened[link].segments[-1].end = when
             opened[link].segments.append(Segment(when, None, "running",
