@@ -17,7 +17,7 @@ from typing import Any
 import google.protobuf.message
 import sqlalchemy as sa
 import temporalio.service
-from temporalio.api.common.v1 import Payloads
+from temporalio.api.common.v1 import Payloads, WorkflowExecution
 from temporalio.api.enums.v1 import (
     HistoryEventFilterType,
     QueryRejectCondition,
@@ -349,22 +349,24 @@ class DatabaseService(ScheduleService, AsyncActivityService, temporalio.service.
     async def _rpc_signal_workflow_execution(self, req: SignalWorkflowExecutionRequest,
                                              _timeout: float | None
                                              ) -> SignalWorkflowExecutionResponse:
-        execution = req.workflow_execution
-        row = await self._running(req.namespace, execution.workflow_id, execution.run_id)
-        await self.process.db_call(self.process.store.append_inbox, row.run_id, "signal",
-                                   req.SerializeToString(), req.request_id or None)
-        self.process.wake_run(row.run_id)
+        await self._to_inbox(req.namespace, req.workflow_execution, "signal",
+                             req.SerializeToString(), req.request_id)
         return SignalWorkflowExecutionResponse()
 
     async def _rpc_request_cancel_workflow_execution(
             self, req: RequestCancelWorkflowExecutionRequest, _timeout: float | None
     ) -> RequestCancelWorkflowExecutionResponse:
-        execution = req.workflow_execution
-        row = await self._running(req.namespace, execution.workflow_id, execution.run_id)
-        await self.process.db_call(self.process.store.append_inbox, row.run_id, "cancel",
-                                   req.SerializeToString(), req.request_id or None)
-        self.process.wake_run(row.run_id)
+        await self._to_inbox(req.namespace, req.workflow_execution, "cancel",
+                             req.SerializeToString(), req.request_id)
         return RequestCancelWorkflowExecutionResponse()
+
+    async def _to_inbox(self, namespace: str, execution: WorkflowExecution, kind: str,
+                        message: bytes, request_id: str) -> None:
+        """Leave a message for a running run and wake it (a repeated request id is dropped)."""
+        row = await self._running(namespace, execution.workflow_id, execution.run_id)
+        await self.process.db_call(self.process.store.append_inbox, row.run_id, kind, message,
+                                   request_id or None)
+        self.process.wake_run(row.run_id)
 
     async def _rpc_terminate_workflow_execution(
             self, req: TerminateWorkflowExecutionRequest, _timeout: float | None
