@@ -24,6 +24,7 @@ from golden.workflows import (
     TASK_QUEUE,
     WORKFLOWS,
     OneTimer,
+    RecordsSteps,
 )
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
@@ -70,15 +71,8 @@ async def flaky_v2(name: str) -> str:
 
 
 @workflow.defn(name="OneActivity")
-class OneActivityOtherType:
+class OneActivityOtherType(RecordsSteps):
     """Another activity type in the same place."""
-
-    def __init__(self) -> None:
-        self.steps: list[str] = []
-
-    @workflow.query
-    def steps_done(self) -> list[str]:
-        return self.steps
 
     @workflow.run
     async def run(self, name: str) -> str:
@@ -89,15 +83,8 @@ class OneActivityOtherType:
 
 
 @workflow.defn(name="OneActivity")
-class OneActivityAsTimer:
+class OneActivityAsTimer(RecordsSteps):
     """A timer where the activity was."""
-
-    def __init__(self) -> None:
-        self.steps: list[str] = []
-
-    @workflow.query
-    def steps_done(self) -> list[str]:
-        return self.steps
 
     @workflow.run
     async def run(self, name: str) -> str:
@@ -107,15 +94,8 @@ class OneActivityAsTimer:
 
 
 @workflow.defn(name="OneTimer")
-class OneTimerAsActivity:
+class OneTimerAsActivity(RecordsSteps):
     """An activity where the timer was."""
-
-    def __init__(self) -> None:
-        self.steps: list[str] = []
-
-    @workflow.query
-    def steps_done(self) -> list[str]:
-        return self.steps
 
     @workflow.run
     async def run(self, seconds: float) -> str:
@@ -125,15 +105,8 @@ class OneTimerAsActivity:
 
 
 @workflow.defn(name="RetriedActivity")
-class RetriedActivityOtherType:
+class RetriedActivityOtherType(RecordsSteps):
     """Another activity type in the same place."""
-
-    def __init__(self) -> None:
-        self.steps: list[str] = []
-
-    @workflow.query
-    def steps_done(self) -> list[str]:
-        return self.steps
 
     @workflow.run
     async def run(self, name: str) -> str:

@@ -29,8 +29,10 @@ async def flaky(name: str) -> str:
     return f"{name} on attempt {activity.info().attempt}"
 
 
-@workflow.defn
-class OneActivity:
+class RecordsSteps:
+    """The steps a run has passed, for its ``steps_done`` query: replaying a stored run to answer
+    the query is what the golden tests check (a query writes no event)."""
+
     def __init__(self) -> None:
         self.steps: list[str] = []
 
@@ -38,6 +40,9 @@ class OneActivity:
     def steps_done(self) -> list[str]:
         return self.steps
 
+
+@workflow.defn
+class OneActivity(RecordsSteps):
     @workflow.run
     async def run(self, name: str) -> str:
         self.steps.append("started")
@@ -47,14 +52,7 @@ class OneActivity:
 
 
 @workflow.defn
-class OneTimer:
-    def __init__(self) -> None:
-        self.steps: list[str] = []
-
-    @workflow.query
-    def steps_done(self) -> list[str]:
-        return self.steps
-
+class OneTimer(RecordsSteps):
     @workflow.run
     async def run(self, seconds: float) -> str:
         self.steps.append("started")
@@ -64,14 +62,7 @@ class OneTimer:
 
 
 @workflow.defn
-class RetriedActivity:
-    def __init__(self) -> None:
-        self.steps: list[str] = []
-
-    @workflow.query
-    def steps_done(self) -> list[str]:
-        return self.steps
-
+class RetriedActivity(RecordsSteps):
     @workflow.run
     async def run(self, name: str) -> str:
         self.steps.append("started")
