@@ -345,6 +345,15 @@ async def _signal_all(client: Client, desc: ScheduleDescription) -> None:
                                          ).signal(Waiter.finish)
 
 
+async def _paused_per_minute(client: Client, schedule_id: str,
+                             overlap: ScheduleOverlapPolicy) -> ScheduleHandle:
+    """A paused schedule of ``Waiter`` runs every minute: only backfills start them."""
+    return await client.create_schedule(schedule_id, Schedule(
+        action=_action(Waiter.run),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=1))]),
+        policy=SchedulePolicy(overlap=overlap), state=ScheduleState(paused=True)))
+
+
 async def _fill(handle: ScheduleHandle, minute: int, overlap: ScheduleOverlapPolicy) -> None:
     at = datetime(2021, 3, 1, 0, minute, tzinfo=timezone.utc)
     await handle.backfill(ScheduleBackfill(start_at=at, end_at=at, overlap=overlap))
@@ -354,11 +363,7 @@ async def _fill(handle: ScheduleHandle, minute: int, overlap: ScheduleOverlapPol
 async def test_overlap_policies(client: Client, overlap: str) -> None:
     policy = ScheduleOverlapPolicy[overlap.upper()]
     async with Worker(client, task_queue=Q, workflows=[Waiter]):
-        handle = await client.create_schedule(
-            f"sched-{overlap}", Schedule(
-                action=_action(Waiter.run),
-                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=1))]),
-                policy=SchedulePolicy(overlap=policy), state=ScheduleState(paused=True)))
+        handle = await _paused_per_minute(client, f"sched-{overlap}", policy)
         for minute in (1, 2, 3):  # Three actions while the first still runs.
             await _fill(handle, minute, policy)
         desc = await handle.describe()
@@ -392,11 +397,7 @@ async def test_overlap_policies(client: Client, overlap: str) -> None:
 async def test_overlap_stops_the_other(client: Client, overlap: str) -> None:
     policy = ScheduleOverlapPolicy[overlap.upper()]
     async with Worker(client, task_queue=Q, workflows=[Waiter]):
-        handle = await client.create_schedule(
-            f"sched-{overlap}", Schedule(
-                action=_action(Waiter.run),
-                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=1))]),
-                policy=SchedulePolicy(overlap=policy), state=ScheduleState(paused=True)))
+        handle = await _paused_per_minute(client, f"sched-{overlap}", policy)
         await _fill(handle, 1, policy)
         first = _runs(await handle.describe())[0]
         await _fill(handle, 2, policy)
