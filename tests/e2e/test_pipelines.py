@@ -17,7 +17,6 @@ import sqlite3
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from dbosify._runtime._process import close_current
 from dbosify.client import Client
-from tests.conftest import empty_postgres, require_postgres
 
 from ._app import DIE_ON_ENV
 from ._pipeline_app import CONFIG_ENV, READY_LINE
@@ -61,16 +58,9 @@ class Backend:
             conn.close()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    close_current()
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'engine.sqlite'}"
-    else:
-        url = require_postgres()
-        empty_postgres(url)
-    yield Backend(request.param, url, tmp_path)
-    close_current()
+@pytest.fixture
+def backend(database: str, tmp_path: Path) -> Backend:
+    return Backend("sqlite" if database.startswith("sqlite") else "postgres", database, tmp_path)
 
 
 class Worker:
