@@ -170,6 +170,9 @@ def initial_activation(row: Any, req: StartWorkflowExecutionRequest) -> Workflow
         init.parent_workflow_info.namespace = row.namespace
         init.parent_workflow_info.workflow_id = row.parent_workflow_id
         init.parent_workflow_info.run_id = row.parent_run_id or ""
+    if row.root_run_id:
+        init.root_workflow.workflow_id = row.root_workflow_id
+        init.root_workflow.run_id = row.root_run_id
     if req.HasField("workflow_execution_timeout"):
         init.workflow_execution_timeout.CopyFrom(req.workflow_execution_timeout)
     if req.HasField("workflow_run_timeout"):

@@ -118,6 +118,8 @@ async def test_older_schema_is_upgraded_keeping_its_runs(database: str) -> None:
             conn.exec_driver_sql(f"ALTER TABLE {prefix}dbosify_runs DROP COLUMN close_records")
             conn.exec_driver_sql(
                 f"ALTER TABLE {prefix}dbosify_activity_tasks DROP COLUMN cancel_reason")
+            for column in ("root_workflow_id", "root_run_id"):  # Added by version 4.
+                conn.exec_driver_sql(f"ALTER TABLE {prefix}dbosify_runs DROP COLUMN {column}")
             conn.execute(sa.update(meta).where(meta.c.key == "schema_version").values(value="1"))
         client = await Client.connect(database)
         with engine.connect() as conn:
@@ -129,7 +131,7 @@ async def test_older_schema_is_upgraded_keeping_its_runs(database: str) -> None:
             tasks = {c["name"] for c in inspector.get_columns("dbosify_activity_tasks",
                                                               schema=schema)}
         assert version == str(_tables.SCHEMA_VERSION)
-        assert "close_records" in runs
+        assert {"close_records", "root_workflow_id", "root_run_id"} <= runs
         assert "cancel_reason" in tasks
         upgraded = client.get_workflow_handle(handle.id)
         assert (await upgraded.describe()).status == WorkflowExecutionStatus.RUNNING

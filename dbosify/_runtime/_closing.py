@@ -21,7 +21,7 @@ from dbosify._runtime._child_close import notify_parent_of
 from dbosify._runtime._retry import decide_retry
 from dbosify._runtime._run_children import has_close_followups, write_close_followups
 from dbosify._runtime._scheduler import cron_continuation
-from dbosify._runtime._starting import start_run
+from dbosify._runtime._starting import Lineage, start_run
 from dbosify.history._events import close_event_from_completion
 
 if TYPE_CHECKING:
@@ -173,8 +173,7 @@ class Closer:
                     start_run(store, new_request, owner=owner, apply_policies=False,
                               run_id=new_run_id, first_execution_run_id=row.first_execution_run_id,
                               continued_from_run_id=driver.run_id, attempt=attempt, conn=conn,
-                              build_id=build_id, parent_workflow_id=row.parent_workflow_id,
-                              parent_run_id=row.parent_run_id)
+                              build_id=build_id, lineage=Lineage.of(row))
                 if closed and followups:
                     to_wake.extend(write_close_followups(store, conn, driver.child_part, data,
                                                          new_request is None, process.identity))

@@ -41,7 +41,7 @@ from temporalio.bridge.proto.workflow_commands import StartChildWorkflowExecutio
 
 from dbosify._runtime._child_close import notify_parent
 from dbosify._runtime._schedule_spec import ScheduleSpecError, next_cron_time
-from dbosify._runtime._starting import WorkflowAlreadyStarted, start_run, terminate_in
+from dbosify._runtime._starting import Lineage, WorkflowAlreadyStarted, start_run, terminate_in
 from dbosify._store import _tables as t
 from dbosify._store._store import RUNNING, InboxEvent, Store, now_ms
 
@@ -335,8 +335,8 @@ class ChildrenPart:
                                 .where(t.runs.c.run_id == run_id)).first() is not None:
                     return False, None
                 started = start_run(store, req, owner=owner, conn=conn, run_id=run_id,
-                                    build_id=build_id, parent_workflow_id=self.run.row.workflow_id,
-                                    parent_run_id=self.run_id)
+                                    build_id=build_id,
+                                    lineage=Lineage.of_child_of(self.run.row))
                 return started.created, started.row
 
         job = WorkflowActivationJob()
@@ -468,8 +468,7 @@ def write_close_followups(store: Store, conn: sa.Connection, part: ChildrenPart,
             try:
                 start_run(store, req, owner=None, conn=conn,
                           run_id=child_run_id(part.run_id, child.seq),
-                          parent_workflow_id=part.run.row.workflow_id,
-                          parent_run_id=part.run_id)
+                          lineage=Lineage.of_child_of(part.run.row))
             except WorkflowAlreadyStarted:
                 logger.warning("child workflow %r of %r was not started: its id is running",
                                child.command.workflow_id, part.run.row.workflow_id)

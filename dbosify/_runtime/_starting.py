@@ -39,6 +39,35 @@ class WorkflowAlreadyStarted(Exception):
 
 
 @dataclass(frozen=True)
+class Lineage:
+    """Where a child run stands in its tree: its parent, and the tree's root (Temporal's
+    ``root_workflow_execution``: the first run without a parent)."""
+
+    parent_workflow_id: str
+    parent_run_id: str
+    root_workflow_id: str
+    root_run_id: str
+
+    @staticmethod
+    def of_child_of(parent: Any) -> Lineage:
+        """The lineage of a child whose parent run has the ``dbosify_runs`` row ``parent``."""
+        if parent.root_run_id:
+            root = (parent.root_workflow_id, parent.root_run_id)
+        else:
+            root = (parent.workflow_id, parent.run_id)
+        return Lineage(parent.workflow_id, parent.run_id, *root)
+
+    @staticmethod
+    def of(row: Any) -> Lineage | None:
+        """The lineage a run's row holds (a continuation, retry or cron run keeps it)."""
+        if not row.parent_run_id:
+            return None
+        return Lineage(row.parent_workflow_id, row.parent_run_id,
+                       row.root_workflow_id or row.parent_workflow_id,
+                       row.root_run_id or row.parent_run_id)
+
+
+@dataclass(frozen=True)
 class StartedRun:
     """The run a start resolved to."""
 
@@ -64,24 +93,21 @@ def start_run(store: Store, req: StartWorkflowExecutionRequest, *, owner: str | 
               first_execution_run_id: str | None = None, attempt: int = 1,
               continued_from_run_id: str | None = None,
               conn: sa.Connection | None = None, optimistic: bool = False,
-              build_id: str | None = None, parent_workflow_id: str | None = None,
-              parent_run_id: str | None = None) -> StartedRun:
+              build_id: str | None = None, lineage: Lineage | None = None) -> StartedRun:
     """Create a run for ``req`` (or resolve to an existing one, per its policies).
 
     ``optimistic``: with the default policies, insert without reading first; a running run of
     the same workflow id then makes the insert fail (``sqlalchemy.exc.IntegrityError``, from
     the one-running-run index) and the caller starts again without ``optimistic``.
     ``build_id``: the worker version the run is pinned to (None: unversioned).
-    ``parent_*``: the parent run of a child workflow (and of its continuations).
+    ``lineage``: the parent and root of a child workflow (and of its continuations).
     """
     if conn is None:
         with store.engine.begin() as c:
             return start_run(store, req, owner=owner, apply_policies=apply_policies,
                              run_id=run_id, first_execution_run_id=first_execution_run_id,
                              attempt=attempt, continued_from_run_id=continued_from_run_id,
-                             conn=c, build_id=build_id,
-                             parent_workflow_id=parent_workflow_id,
-                             parent_run_id=parent_run_id)
+                             conn=c, build_id=build_id, lineage=lineage)
     namespace = req.namespace or "default"
     if apply_policies and not (optimistic and _default_policies(req)):
         existing = _apply_policies(store, conn, req, namespace)
@@ -113,10 +139,11 @@ def start_run(store: Store, req: StartWorkflowExecutionRequest, *, owner: str | 
         # drive it, when one in this process serves its type.
         "build_id": build_id,
     }
-    if parent_run_id is not None:
+    if lineage is not None:
         # Only then: the insert of every other run keeps its one compiled form.
-        values["parent_workflow_id"] = parent_workflow_id
-        values["parent_run_id"] = parent_run_id
+        values.update(parent_workflow_id=lineage.parent_workflow_id,
+                      parent_run_id=lineage.parent_run_id,
+                      root_workflow_id=lineage.root_workflow_id, root_run_id=lineage.root_run_id)
     store.insert_run(conn, values, search_attribute_rows(req.search_attributes))
     row = SimpleNamespace(**{c.name: None for c in t.runs.columns})
     row.__dict__.update(values, history_length=0)

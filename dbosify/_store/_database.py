@@ -283,6 +283,16 @@ def _upgrade(conn: sa.Connection, db: DatabaseURL, version: int) -> None:
         for table in ("dbosify_runs", "dbosify_activity_tasks"):
             if not _has_column(conn, db, table, "build_id"):
                 conn.exec_driver_sql(f"ALTER TABLE {prefix}{table} ADD COLUMN build_id VARCHAR(255)")
+    if version < 4:
+        # Added in schema version 4: a child's root workflow. Children written before knew
+        # their parent only; for a child of a top-level run that is its root.
+        runs = f"{prefix}dbosify_runs"
+        for column, size in (("root_workflow_id", 1000), ("root_run_id", 64)):
+            if not _has_column(conn, db, "dbosify_runs", column):
+                conn.exec_driver_sql(f"ALTER TABLE {runs} ADD COLUMN {column} VARCHAR({size})")
+        conn.exec_driver_sql(
+            f"UPDATE {runs} SET root_workflow_id = parent_workflow_id, "
+            f"root_run_id = parent_run_id WHERE parent_run_id IS NOT NULL")
     conn.execute(sa.update(_tables.meta).where(_tables.meta.c.key == "schema_version")
                  .values(value=str(_tables.SCHEMA_VERSION)))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Bumped whenever a table below changes; a database written by a newer version is refused, and
 an older one is upgraded in place (see ``dbosify._store._database.migrate``)."""
 
@@ -49,6 +49,10 @@ runs = sa.Table(
     sa.Column("continued_from_run_id", sa.String(64), nullable=True),
     sa.Column("parent_workflow_id", sa.String(1000), nullable=True),
     sa.Column("parent_run_id", sa.String(64), nullable=True),
+    # The first run of the tree a child belongs to (Temporal's root workflow execution); NULL
+    # for a run without a parent, which is its own root.
+    sa.Column("root_workflow_id", sa.String(1000), nullable=True),
+    sa.Column("root_run_id", sa.String(64), nullable=True),
     # Serialized temporalio.api.common.v1.Memo, current (start memo plus upserts).
     sa.Column("memo", sa.LargeBinary, nullable=True),
     # DBOS executor id of the process running this run; NULL while no worker has taken it.

@@ -176,6 +176,26 @@ class Parent:
 
 
 @workflow.defn
+class Tree:
+    """A chain of children ``depth`` deep; each returns what it knows of its parent and root.
+    The last continues as new once, which keeps both."""
+
+    @workflow.run
+    async def run(self, depth: int) -> list[list[str | None]]:
+        info = workflow.info()
+        me = [info.workflow_id, info.root.workflow_id if info.root else None,
+              info.root.run_id if info.root else None,
+              info.parent.workflow_id if info.parent else None]
+        if depth == 0:
+            if not info.continued_run_id:
+                workflow.continue_as_new(0)
+            return [me]
+        below: list[list[str | None]] = await workflow.execute_child_workflow(
+            Tree.run, depth - 1, id=f"{info.workflow_id}-c")
+        return [me, *below]
+
+
+@workflow.defn
 class RetryParent:
     """A child that fails its first attempt, retried by its policy: the parent hears of the
     chain's last run only."""
@@ -190,7 +210,7 @@ class RetryParent:
 
 
 def _worker(client: Client, queue: str = Q, **kwargs: Any) -> Worker:
-    return Worker(client, task_queue=queue, workflows=[Parent, Kid], **kwargs)
+    return Worker(client, task_queue=queue, workflows=[Parent, Kid, Tree], **kwargs)
 
 
 def _types(history: Any) -> list[int]:
@@ -198,7 +218,7 @@ def _types(history: Any) -> list[int]:
 
 
 async def _replay(history: Any) -> None:
-    await Replayer(workflows=[Parent, Kid],
+    await Replayer(workflows=[Parent, Kid, Tree],
                    workflow_runner=UnsandboxedWorkflowRunner()).replay_workflow(history)
 
 
@@ -424,6 +444,24 @@ async def test_cancelling_the_parent_cancels_its_child(client: Client) -> None:
         assert await parent.result() == "CancelledError"
         assert (await kid.describe()).status == WorkflowExecutionStatus.CANCELED
         history = await parent.fetch_history()
+    await _replay(history)
+
+
+async def test_children_know_their_root(client: Client) -> None:
+    async with _worker(client):
+        handle = await client.start_workflow(Tree.run, 2, id="tree", task_queue=Q)
+        root = handle.result_run_id
+        assert await handle.result() == [["tree", None, None, None],
+                                         ["tree-c", "tree", root, "tree"],
+                                         ["tree-c-c", "tree", root, "tree-c"]]
+        continued = await client.get_workflow_handle("tree-c-c").fetch_history()
+        first_run = continued.events[0].workflow_execution_started_event_attributes \
+            .continued_execution_run_id
+        history = await client.get_workflow_handle("tree-c-c", run_id=first_run).fetch_history()
+    for events in (history.events, continued.events):
+        started = events[0].workflow_execution_started_event_attributes
+        assert (started.root_workflow_execution.workflow_id,
+                started.root_workflow_execution.run_id) == ("tree", root)
     await _replay(history)
 
 
