@@ -14,6 +14,7 @@ import pytest
 
 from dbosify import pipelines
 from dbosify.client import Client
+from dbosify.pipelines import IncrementalIngest
 from dbosify.worker import Worker
 
 
@@ -50,6 +51,18 @@ class SinkKit:
                 "SELECT column_name FROM information_schema.columns WHERE table_name = "
                 f"'{table}' ORDER BY ordinal_position")]
         return [r[1] for r in self.query(f'PRAGMA table_info("{table}")')]
+
+
+def pipeline(name: str, **settings: Any) -> type[IncrementalIngest]:
+    """An IncrementalIngest subclass with these class settings (source, sink, ...)."""
+    return type(name, (IncrementalIngest,), settings)
+
+
+async def run(client: Client, cls: type[IncrementalIngest]) -> pipelines.IngestResult:
+    """Run one ingest to its end on queue ``q`` (the queue of :func:`serve`'s worker)."""
+    result: pipelines.IngestResult = await client.execute_workflow(
+        cls.run, id=f"ingest-{uuid.uuid4()}", task_queue="q")
+    return result
 
 
 @pytest.fixture

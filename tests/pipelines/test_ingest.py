@@ -4,7 +4,6 @@ arrive later, and a batch written twice (DESIGN §7)."""
 from __future__ import annotations
 
 import csv
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +12,8 @@ import pytest
 from dbosify import pipelines
 from dbosify.client import Client, WorkflowFailureError
 from dbosify.exceptions import ApplicationError
-from dbosify.pipelines import IncrementalIngest
 
-from .conftest import SinkKit
-
-
-def pipeline(name: str, **settings: Any) -> type[IncrementalIngest]:
-    return type(name, (IncrementalIngest,), settings)
-
-
-async def run(client: Client, cls: type[IncrementalIngest]) -> pipelines.IngestResult:
-    result: pipelines.IngestResult = await client.execute_workflow(
-        cls.run, id=f"ingest-{uuid.uuid4()}", task_queue="q")
-    return result
+from .conftest import SinkKit, pipeline, run
 
 
 async def test_append_continues_from_the_last_committed_cursor(

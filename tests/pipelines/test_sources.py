@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,9 +19,8 @@ import pytest
 from dbosify import pipelines
 from dbosify.client import Client
 from dbosify.exceptions import ApplicationError
-from dbosify.pipelines import IncrementalIngest
 
-from .conftest import SinkKit
+from .conftest import SinkKit, pipeline, run
 
 RECORDS = [{"id": i, "name": f"item {i}", "tags": [i % 3]} for i in range(1, 24)]
 
@@ -77,16 +75,6 @@ def api() -> Iterator[ThreadingHTTPServer]:
 
 def _base(server: ThreadingHTTPServer) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}"
-
-
-def pipeline(name: str, **settings: Any) -> type[IncrementalIngest]:
-    return type(name, (IncrementalIngest,), settings)
-
-
-async def run(client: Client, cls: type[IncrementalIngest]) -> pipelines.IngestResult:
-    result: pipelines.IngestResult = await client.execute_workflow(
-        cls.run, id=f"ingest-{uuid.uuid4()}", task_queue="q")
-    return result
 
 
 async def test_http_pages_by_number_and_by_link(client: Client, serve: Any, kit: SinkKit,
