@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 import pytest
 import sqlalchemy as sa
 
+from dbosify.client import WorkflowHandle
+
 from ._app import DIE_ON_ENV, MARKER_ENV, RELEASE_FILE
 
 APP = Path(__file__).with_name("_app.py")
@@ -170,6 +172,16 @@ class Cluster:
                 f"SELECT count(*) FROM {table} WHERE workflow_uuid = :r "
                 "AND function_name = 'dbosify.event' AND output IS NOT NULL"),
                 {"r": run_id}).scalar_one())
+
+
+async def result_of(handle: WorkflowHandle[Any, T], cluster: Cluster,
+                    timeout: float = 30.0) -> T:
+    """The run's result; if it does not come within ``timeout`` seconds, a failure that shows
+    what the workers said."""
+    try:
+        return await asyncio.wait_for(handle.result(), timeout)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"run {handle.id} did not complete\n{cluster.logs_text()}") from None
 
 
 def _watch(proc: WorkerProcess, text: bytes) -> None:

@@ -11,8 +11,7 @@ from dbosify.client import Client
 from dbosify.worker import Replayer, UnsandboxedWorkflowRunner
 
 from ._app import CHILD_STARTING_LINE, CHILD_WAITING_LINE, ChildGate, ChildParent
-from .conftest import Cluster
-from .test_recovery import result_of
+from .conftest import Cluster, result_of
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,6 @@ recorded, and no activity whose outcome was seen runs again.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -20,18 +19,11 @@ from temporalio.api.enums.v1 import EventType
 from dbosify.client import Client, WorkflowHandle
 
 from ._app import CHAIN_LINE, VERSION_ENV, WAITING_LINE, Chain
-from .conftest import Cluster, WorkerProcess
+from .conftest import Cluster, WorkerProcess, result_of
 
 pytestmark = pytest.mark.slow
 
 RESULT_TIMEOUT = 40.0
-
-
-async def result_of(handle: WorkflowHandle[Any, Any], cluster: Cluster) -> Any:
-    try:
-        return await asyncio.wait_for(handle.result(), RESULT_TIMEOUT)
-    except asyncio.TimeoutError:
-        raise AssertionError(f"run {handle.id} did not complete\n{cluster.logs_text()}") from None
 
 
 async def killed(cluster: Cluster, proc: WorkerProcess) -> None:
@@ -89,7 +81,7 @@ async def test_patch_rules_hold_after_a_crash(client: Client, cluster: Cluster, 
     second = cluster.start(queue, identity, env={VERSION_ENV: new})
     await cluster.ready(second)
     await handle.signal("proceed")
-    assert await result_of(handle, cluster) == expected
+    assert await result_of(handle, cluster, RESULT_TIMEOUT) == expected
     # The branch not taken never ran; the one taken ran (again, if it was running).
     other = "new" if expected.endswith("old") else "old"
     assert started(cluster, other) == 0, cluster.marks()
@@ -112,7 +104,7 @@ async def test_first_activation_is_recorded_before_its_activity_runs(
     cluster.release()
     second = cluster.start(queue, identity, env={VERSION_ENV: "2"})
     await cluster.ready(second)
-    assert await result_of(handle, cluster) == "old"
+    assert await result_of(handle, cluster, RESULT_TIMEOUT) == "old"
     assert started(cluster, "new") == 0
 
 
@@ -127,6 +119,6 @@ async def test_chain_killed_on_its_printed_line_runs_each_activity_once(
     await killed(cluster, first)
     second = cluster.start(queue, identity)
     await cluster.ready(second)
-    assert await result_of(handle, cluster) == "chain done 3"
+    assert await result_of(handle, cluster, RESULT_TIMEOUT) == "chain done 3"
     # Run 2's completion was durable before its code printed: its activity ran once.
     assert [started(cluster, f"chain-{n}") for n in (1, 2, 3)] == [1, 1, 1], cluster.marks()

@@ -13,8 +13,7 @@ from dbosify.client import Client
 from dbosify.worker import Replayer, UnsandboxedWorkflowRunner
 
 from ._app import LOCAL_DONE_LINE, LOCAL_FILE, LOCAL_RAN_LINE, LocalThenWait
-from .conftest import Cluster
-from .test_recovery import result_of
+from .conftest import Cluster, result_of
 
 pytestmark = pytest.mark.slow
 

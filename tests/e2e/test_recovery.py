@@ -25,19 +25,9 @@ from ._app import (
     Short,
     Spanning,
 )
-from .conftest import Cluster
+from .conftest import Cluster, result_of
 
 pytestmark = pytest.mark.slow
-
-RESULT_TIMEOUT = 30.0
-
-
-async def result_of(handle: WorkflowHandle[Any, str], cluster: Cluster) -> str:
-    try:
-        return await asyncio.wait_for(handle.result(), RESULT_TIMEOUT)
-    except asyncio.TimeoutError:
-        raise AssertionError(f"run {handle.id} did not complete\n{cluster.logs_text()}") from None
-
 
 async def assert_closed_once(handle: WorkflowHandle[Any, str]) -> None:
     """The run is completed, and its history closes exactly once."""

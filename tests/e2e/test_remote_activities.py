@@ -12,8 +12,7 @@ from dbosify.client import Client
 from dbosify.worker import Worker
 
 from ._app import CancelRemote, RemoteSteps
-from .conftest import Cluster
-from .test_recovery import result_of
+from .conftest import Cluster, result_of
 
 pytestmark = pytest.mark.slow
 
