@@ -21,7 +21,7 @@ from dbosify._runtime._child_close import notify_parent_of
 from dbosify._runtime._retry import decide_retry
 from dbosify._runtime._run_children import has_close_followups, write_close_followups
 from dbosify._runtime._scheduler import cron_continuation
-from dbosify._runtime._starting import Lineage, start_run
+from dbosify._runtime._starting import Lineage, close_children_of, start_run
 from dbosify.history._events import close_event_from_completion
 
 if TYPE_CHECKING:
@@ -213,6 +213,7 @@ class Closer:
                 if not process.store.close_run(run_id, STATUS_OF_CLOSE_EVENT[event.event_type],
                                                data, at_ms, history_length, conn=conn):
                     return None
+                close_children_of(process.store, conn, run_id, process.identity)
                 return notify_parent_of(process.store, conn, run_id, data)
 
         parent = await process.db_call(write)

@@ -41,7 +41,12 @@ from temporalio.bridge.proto.workflow_commands import StartChildWorkflowExecutio
 
 from dbosify._runtime._child_close import notify_parent
 from dbosify._runtime._schedule_spec import ScheduleSpecError, next_cron_time
-from dbosify._runtime._starting import Lineage, WorkflowAlreadyStarted, start_run, terminate_in
+from dbosify._runtime._starting import (
+    Lineage,
+    WorkflowAlreadyStarted,
+    apply_close_policy,
+    start_run,
+)
 from dbosify._store import _tables as t
 from dbosify._store._store import RUNNING, InboxEvent, Store, now_ms
 
@@ -215,23 +220,15 @@ def apply_parent_close_policies(store: Store, conn: sa.Connection, parent_run_id
     returns the runs written to, to be woken after the commit."""
     touched: list[str] = []
     for child in children:
-        policy = child.command.parent_close_policy
-        if child.closed or policy == _POLICY.PARENT_CLOSE_POLICY_ABANDON:
+        if child.closed:
             continue
         run = _running_run_of(conn, store, child.command.namespace or namespace,
                               child.command.workflow_id,
                               child.run_id or child_run_id(parent_run_id, child.seq))
-        if run is None:
-            continue
-        if policy == _POLICY.PARENT_CLOSE_POLICY_REQUEST_CANCEL:
-            request = RequestCancelWorkflowExecutionRequest(
-                namespace=namespace, identity=identity,
-                reason="parent workflow closed (parent close policy REQUEST_CANCEL)")
-            store.append_inbox(run, "cancel", request.SerializeToString(),
-                               f"parent_close/{parent_run_id}", conn=conn)
-        else:  # TERMINATE, Temporal's default.
-            terminate_in(store, conn, run, "by parent close policy", identity)
-        touched.append(run)
+        if run is not None and apply_close_policy(store, conn, run,
+                                                  child.command.parent_close_policy,
+                                                  parent_run_id, namespace, identity):
+            touched.append(run)
     return touched
 
 
@@ -336,7 +333,8 @@ class ChildrenPart:
                     return False, None
                 started = start_run(store, req, owner=owner, conn=conn, run_id=run_id,
                                     build_id=build_id,
-                                    lineage=Lineage.of_child_of(self.run.row))
+                                    lineage=Lineage.of_child_of(self.run.row,
+                                                                cmd.parent_close_policy))
                 return started.created, started.row
 
         job = WorkflowActivationJob()
@@ -419,9 +417,10 @@ class ChildrenPart:
 
     async def apply_close_policies_after(self) -> None:
         """Apply the children's parent close policies once the run was terminated or timed
-        out (Temporal applies them however the parent closed). Not in the close's transaction:
-        a termination is written by whoever asked for it; applying a policy twice is harmless
-        (a closed child is left alone, a cancel request is keyed by this run)."""
+        out. The close applied them already to children whose policy is stored
+        (:func:`~dbosify._runtime._starting.close_children_of`); this covers those recorded before schema version 4, and
+        applying a policy twice is harmless (a closed child is left alone, a cancel request
+        is keyed by this run)."""
         process = self.process
         children = [c for c in self.children.values() if not c.closed]
         if not children or self.run.row is None:
@@ -468,7 +467,8 @@ def write_close_followups(store: Store, conn: sa.Connection, part: ChildrenPart,
             try:
                 start_run(store, req, owner=None, conn=conn,
                           run_id=child_run_id(part.run_id, child.seq),
-                          lineage=Lineage.of_child_of(part.run.row))
+                          lineage=Lineage.of_child_of(part.run.row,
+                                                      child.command.parent_close_policy))
             except WorkflowAlreadyStarted:
                 logger.warning("child workflow %r of %r was not started: its id is running",
                                child.command.workflow_id, part.run.row.workflow_id)

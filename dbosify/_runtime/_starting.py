@@ -15,7 +15,11 @@ from temporalio.api.enums.v1 import (
     WorkflowIdReusePolicy,
 )
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
+from temporalio.api.workflowservice.v1 import (
+    RequestCancelWorkflowExecutionRequest,
+    StartWorkflowExecutionRequest,
+)
+from temporalio.bridge.proto.child_workflow import ParentClosePolicy
 
 from dbosify._runtime._child_close import notify_parent_of
 from dbosify._runtime._run_state import search_attribute_rows
@@ -47,15 +51,17 @@ class Lineage:
     parent_run_id: str
     root_workflow_id: str
     root_run_id: str
+    close_policy: int | None
+    """The child's ``ParentClosePolicy`` (None: recorded before schema version 4)."""
 
     @staticmethod
-    def of_child_of(parent: Any) -> Lineage:
+    def of_child_of(parent: Any, close_policy: int) -> Lineage:
         """The lineage of a child whose parent run has the ``dbosify_runs`` row ``parent``."""
         if parent.root_run_id:
             root = (parent.root_workflow_id, parent.root_run_id)
         else:
             root = (parent.workflow_id, parent.run_id)
-        return Lineage(parent.workflow_id, parent.run_id, *root)
+        return Lineage(parent.workflow_id, parent.run_id, *root, close_policy)
 
     @staticmethod
     def of(row: Any) -> Lineage | None:
@@ -64,7 +70,7 @@ class Lineage:
             return None
         return Lineage(row.parent_workflow_id, row.parent_run_id,
                        row.root_workflow_id or row.parent_workflow_id,
-                       row.root_run_id or row.parent_run_id)
+                       row.root_run_id or row.parent_run_id, row.parent_close_policy)
 
 
 @dataclass(frozen=True)
@@ -143,7 +149,8 @@ def start_run(store: Store, req: StartWorkflowExecutionRequest, *, owner: str | 
         # Only then: the insert of every other run keeps its one compiled form.
         values.update(parent_workflow_id=lineage.parent_workflow_id,
                       parent_run_id=lineage.parent_run_id,
-                      root_workflow_id=lineage.root_workflow_id, root_run_id=lineage.root_run_id)
+                      root_workflow_id=lineage.root_workflow_id, root_run_id=lineage.root_run_id,
+                      parent_close_policy=lineage.close_policy)
     store.insert_run(conn, values, search_attribute_rows(req.search_attributes))
     row = SimpleNamespace(**{c.name: None for c in t.runs.columns})
     row.__dict__.update(values, history_length=0)
@@ -215,4 +222,39 @@ def terminate_in(store: Store, conn: sa.Connection, run_id: str, reason: str,
     if closed:
         store.append_inbox(run_id, "terminate", b"", conn=conn)
         notify_parent_of(store, conn, run_id, event.SerializeToString())
+        close_children_of(store, conn, run_id, identity)
     return closed
+
+
+def apply_close_policy(store: Store, conn: sa.Connection, child_run_id: str, policy: int,
+                       parent_run_id: str, namespace: str, identity: str) -> bool:
+    """Apply a child's ``ParentClosePolicy`` because its parent closed (inside the parent's
+    close transaction). False when the policy leaves the child alone (abandon)."""
+    if policy == ParentClosePolicy.PARENT_CLOSE_POLICY_ABANDON:
+        return False
+    if policy == ParentClosePolicy.PARENT_CLOSE_POLICY_REQUEST_CANCEL:
+        request = RequestCancelWorkflowExecutionRequest(
+            namespace=namespace, identity=identity,
+            reason="parent workflow closed (parent close policy REQUEST_CANCEL)")
+        # Keyed by the parent: applied twice (the close and a fallback), it is one request.
+        store.append_inbox(child_run_id, "cancel", request.SerializeToString(),
+                           f"parent_close/{parent_run_id}", conn=conn)
+    else:  # TERMINATE, Temporal's default.
+        terminate_in(store, conn, child_run_id, "by parent close policy", identity)
+    return True
+
+
+def close_children_of(store: Store, conn: sa.Connection, parent_run_id: str,
+                      identity: str) -> None:
+    """Apply the close policy of every running child of a parent that closed without its
+    code (terminated, timed out), in the close's transaction, as Temporal's server does; a
+    terminated child's own children follow. Children recorded before schema version 4 have
+    no policy stored: the parent's driver applies theirs."""
+    r = t.runs
+    children = conn.execute(
+        sa.select(r.c.run_id, r.c.namespace, r.c.parent_close_policy)
+        .where(r.c.parent_run_id == parent_run_id, r.c.status == RUNNING,
+               r.c.parent_close_policy.isnot(None))).all()
+    for child in children:
+        apply_close_policy(store, conn, child.run_id, child.parent_close_policy, parent_run_id,
+                           child.namespace, identity)

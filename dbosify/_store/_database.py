@@ -284,12 +284,16 @@ def _upgrade(conn: sa.Connection, db: DatabaseURL, version: int) -> None:
             if not _has_column(conn, db, table, "build_id"):
                 conn.exec_driver_sql(f"ALTER TABLE {prefix}{table} ADD COLUMN build_id VARCHAR(255)")
     if version < 4:
-        # Added in schema version 4: a child's root workflow. Children written before knew
-        # their parent only; for a child of a top-level run that is its root.
+        # Added in schema version 4: a child's root workflow and parent close policy. Children
+        # written before knew their parent only; for a child of a top-level run that is its
+        # root. Their policy stays unknown (NULL): their parent's driver applies it.
         runs = f"{prefix}dbosify_runs"
-        for column, size in (("root_workflow_id", 1000), ("root_run_id", 64)):
+        for column, kind in (("root_workflow_id", "VARCHAR(1000)"),
+                             ("root_run_id", "VARCHAR(64)"), ("parent_close_policy", "SMALLINT")):
             if not _has_column(conn, db, "dbosify_runs", column):
-                conn.exec_driver_sql(f"ALTER TABLE {runs} ADD COLUMN {column} VARCHAR({size})")
+                conn.exec_driver_sql(f"ALTER TABLE {runs} ADD COLUMN {column} {kind}")
+        conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS dbosify_runs_by_parent ON {runs} "
+                             "(parent_run_id) WHERE parent_run_id IS NOT NULL")
         conn.exec_driver_sql(
             f"UPDATE {runs} SET root_workflow_id = parent_workflow_id, "
             f"root_run_id = parent_run_id WHERE parent_run_id IS NOT NULL")

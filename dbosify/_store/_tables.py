@@ -53,6 +53,9 @@ runs = sa.Table(
     # for a run without a parent, which is its own root.
     sa.Column("root_workflow_id", sa.String(1000), nullable=True),
     sa.Column("root_run_id", sa.String(64), nullable=True),
+    # A child's ParentClosePolicy (Core's enum), applied to it however its parent closes: by
+    # the parent's close, termination or timeout, in that close's transaction.
+    sa.Column("parent_close_policy", sa.SmallInteger, nullable=True),
     # Serialized temporalio.api.common.v1.Memo, current (start memo plus upserts).
     sa.Column("memo", sa.LargeBinary, nullable=True),
     # DBOS executor id of the process running this run; NULL while no worker has taken it.
@@ -81,6 +84,9 @@ sa.Index(
     postgresql_where=runs.c.status == 1,
 )
 sa.Index("dbosify_runs_unowned", runs.c.task_queue, runs.c.status, runs.c.owner)
+sa.Index("dbosify_runs_by_parent", runs.c.parent_run_id,
+         sqlite_where=runs.c.parent_run_id.isnot(None),
+         postgresql_where=runs.c.parent_run_id.isnot(None))
 
 search_attributes = sa.Table(
     "dbosify_search_attributes",

@@ -167,6 +167,12 @@ class Parent:
                     outcomes.append(f"{type(err).__name__}/{type(err.__cause__).__name__}")
             await workflow.sleep(0.01)  # A later task: the replay must go on past the cancels.
             return "|".join(outcomes)
+        if how.startswith("hold:"):
+            # A child with the given close policy, and a parent that never ends by itself.
+            policy = workflow.ParentClosePolicy[how.split(":")[1]]
+            await workflow.start_child_workflow(Kid.run, args=["gil", mode],
+                                                parent_close_policy=policy, **opts)
+            await workflow.wait_condition(lambda: False)
         if how.startswith("leave:"):
             policy = workflow.ParentClosePolicy[how.split(":")[1]]
             await workflow.start_child_workflow(Kid.run, args=["fay", "wait"],
@@ -379,18 +385,23 @@ async def test_a_child_terminated_from_outside(client: Client) -> None:
     await _replay(history)
 
 
+async def _until_running(handle: Any) -> None:
+    for _ in range(200):
+        try:
+            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                return
+        except Exception:  # Not started yet.
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{handle.id} did not start")
+
+
 async def test_terminating_the_parent_applies_its_close_policy(client: Client) -> None:
     async with _worker(client):
         parent = await client.start_workflow(Parent.run, args=["outlive", "kid-y"],
                                              id="parent-y", task_queue=Q)
         kid = client.get_workflow_handle("kid-y")
-        for _ in range(100):
-            try:
-                if (await kid.describe()).status == WorkflowExecutionStatus.RUNNING:
-                    break
-            except Exception:  # Not started yet.
-                pass
-            await asyncio.sleep(0.05)
+        await _until_running(kid)
         pending = (await parent.describe()).raw_description.pending_children
         assert [(c.workflow_id, c.workflow_type_name) for c in pending] == [("kid-y", "Kid")]
         await parent.terminate("parent goes")
@@ -398,6 +409,25 @@ async def test_terminating_the_parent_applies_its_close_policy(client: Client) -
             await kid.result()
         assert isinstance(info.value.__cause__, TerminatedError)
         assert (await kid.describe()).status == WorkflowExecutionStatus.TERMINATED
+
+
+@pytest.mark.parametrize("policy", ["TERMINATE", "REQUEST_CANCEL"])
+async def test_a_parent_terminated_with_no_worker_still_closes_its_children(
+        client: Client, policy: str) -> None:
+    # The policy is applied by the termination itself, as Temporal's server does: the parent's
+    # own worker is gone, only the child's task queue is served.
+    async with _worker(client, OTHER_Q):
+        async with _worker(client):
+            parent = await client.start_workflow(
+                Parent.run, args=[f"hold:{policy}", "kid-h", "wait", OTHER_Q], id="parent-h",
+                task_queue=Q)
+            kid = client.get_workflow_handle("kid-h")
+            await _until_running(kid)
+        await parent.terminate("parent goes")
+        with pytest.raises(Exception) as info:
+            await asyncio.wait_for(kid.result(), 30)
+    expected = TerminatedError if policy == "TERMINATE" else CancelledError
+    assert isinstance(info.value.__cause__, expected), info.value
 
 
 @pytest.mark.parametrize("policy,second", [("ALLOW_DUPLICATE", f"hello jo2 from {Q}"),
