@@ -458,10 +458,10 @@ def write_close_followups(store: Store, conn: sa.Connection, part: ChildrenPart,
         if parent is not None:
             wake.append(parent)
     for child in list(part.children.values()):
-        if not child.starting and not child.cancel_requested and \
-                child.command.parent_close_policy == _POLICY.PARENT_CLOSE_POLICY_ABANDON:
-            # Asked for in the task that closes the run, and meant to outlive it: started here,
-            # for any worker of its task queue to claim (Temporal's server starts it too).
+        if not child.starting and not child.cancel_requested:
+            # Asked for in the task that closes the run: started here, for any worker of its
+            # task queue to claim, as Temporal's server starts it; the close policy below then
+            # applies to it (terminated at once, asked to cancel, or left to run).
             child.starting = True
             req = child_request(child.command, part.run.row, identity)
             try:

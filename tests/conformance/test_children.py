@@ -142,11 +142,11 @@ class Parent:
                 Kid.run, args=["lu"], cron_schedule="0 0 * * *",
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON, **opts)
             return "scheduled"
-        if how == "fire-and-forget":
+        if how.startswith("fire-and-forget"):
             # The start is asked for in the task that completes the parent.
+            policy = workflow.ParentClosePolicy[how.partition(":")[2] or "ABANDON"]
             self.forgotten = asyncio.ensure_future(workflow.start_child_workflow(
-                Kid.run, args=["kay", "wait"],
-                parent_close_policy=workflow.ParentClosePolicy.ABANDON, **opts))
+                Kid.run, args=["kay", "wait"], parent_close_policy=policy, **opts))
             return "forgotten"
         if how == "cancel-unsent":
             # The start and a signal to another workflow, each cancelled in the task that
@@ -454,6 +454,21 @@ async def test_a_child_started_by_the_closing_task_is_started(client: Client) ->
                 await asyncio.sleep(0.05)
         assert await kid.result() == "kay finished by test"
         assert (await kid.describe()).parent_id == "parent-k"
+
+
+@pytest.mark.parametrize("policy", ["TERMINATE", "REQUEST_CANCEL"])
+async def test_a_child_the_closing_task_asks_for_meets_its_close_policy(
+        client: Client, policy: str) -> None:
+    # Temporal starts it, then applies the policy at once: it exists, terminated or cancelled.
+    async with _worker(client):
+        await client.execute_workflow(Parent.run, args=[f"fire-and-forget:{policy}", "kid-f"],
+                                      id="parent-f", task_queue=Q)
+        kid = client.get_workflow_handle("kid-f")
+        with pytest.raises(Exception) as info:
+            await asyncio.wait_for(kid.result(), 30)
+        expected = TerminatedError if policy == "TERMINATE" else CancelledError
+        assert isinstance(info.value.__cause__, expected), info.value
+        assert (await kid.describe()).parent_id == "parent-f"
 
 
 async def test_cancelling_the_parent_cancels_its_child(client: Client) -> None:
