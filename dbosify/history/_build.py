@@ -488,10 +488,7 @@ def started_attributes(
     if init is not None:
         if init.continued_initiator:
             attrs.initiator = init.continued_initiator
-        if init.HasField("continued_failure"):
-            attrs.continued_failure.CopyFrom(init.continued_failure)
-        if init.HasField("last_completion_result"):
-            attrs.last_completion_result.CopyFrom(init.last_completion_result)
+        _events.copy_set_fields(init, attrs, ("continued_failure", "last_completion_result"))
         if init.HasField("root_workflow"):
             attrs.root_workflow_execution.CopyFrom(init.root_workflow)
         if parent_workflow_id is None and init.HasField("parent_workflow_info"):
