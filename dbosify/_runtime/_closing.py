@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from temporalio.api.enums.v1 import EventType, RetryState, WorkflowExecutionStatus
+from temporalio.api.common.v1 import Payload
+from temporalio.api.enums.v1 import EventType, RetryState, TimeoutType, WorkflowExecutionStatus
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
@@ -17,11 +19,10 @@ from temporalio.bridge.proto.workflow_commands import (
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 
 from dbosify._records import CloseRecords
-from dbosify._runtime._child_close import notify_parent_of
 from dbosify._runtime._retry import decide_retry
 from dbosify._runtime._run_children import has_close_followups, write_close_followups
 from dbosify._runtime._scheduler import cron_continuation
-from dbosify._runtime._starting import Lineage, close_children_of, start_run
+from dbosify._runtime._starting import Lineage, start_run
 from dbosify.history._events import close_event_from_completion
 
 if TYPE_CHECKING:
@@ -101,6 +102,43 @@ def retry_request(old: StartWorkflowExecutionRequest, failure: Failure,
     return req
 
 
+@dataclass(frozen=True)
+class _Following:
+    """The run that follows a closing one in its chain (continue-as-new, retry, cron)."""
+
+    request: StartWorkflowExecutionRequest
+    attempt: int = 1
+    run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+def _retry_or_cron(driver: RunDriver, failure: Failure, at_ms: int
+                   ) -> tuple[_Following | None, RetryState.ValueType | None]:
+    """What follows a failed (or run-timed-out) run: a retry by its retry policy, else its
+    next cron run (a cron run is not followed while retrying), and the retry state to record
+    when no retry follows."""
+    retry_state: RetryState.ValueType | None = None
+    req = driver.start_request
+    if req.HasField("retry_policy"):
+        # A workflow's retries are bounded by its execution timeout, not its run timeout.
+        execution_ms = int(req.workflow_execution_timeout.ToMilliseconds())
+        decision = decide_retry(req.retry_policy, driver.row.attempt, failure, now_ms=at_ms,
+                                schedule_to_close_deadline_ms=driver.row.start_time_ms
+                                + execution_ms if execution_ms > 0 else None)
+        if decision.retry:
+            return _Following(retry_request(req, failure, decision.delay_ms),
+                              attempt=driver.row.attempt + 1), None
+        retry_state = decision.state
+    return _cron_after(driver, at_ms, failure=failure), retry_state
+
+
+def _cron_after(driver: RunDriver, at_ms: int, *, result: Payload | None = None,
+                failure: Failure | None = None) -> _Following | None:
+    # Temporal's older cron: a completed, finally failed or timed-out run is followed by the
+    # next one, at the next cron time.
+    request = cron_continuation(driver.start_request, at_ms, result=result, failure=failure)
+    return _Following(request) if request is not None else None
+
+
 class Closer:
     """Writes a run's close and whatever follows from it, in one transaction."""
 
@@ -110,39 +148,53 @@ class Closer:
     async def close_from_command(self, driver: RunDriver, completion: WorkflowActivationCompletion,
                                  command: WorkflowCommand, at_ms: int) -> None:
         """Close a run whose code completed, failed, was cancelled or continued as new."""
-        process = self.process
-        new_request: StartWorkflowExecutionRequest | None = None
-        new_run_id: str | None = None
-        attempt = 1
+        follow: _Following | None = None
         retry_state: RetryState.ValueType | None = None
         if command.HasField("continue_as_new_workflow_execution"):
-            new_request = continuation_request(driver.start_request,
-                                               command.continue_as_new_workflow_execution)
-            new_run_id = str(uuid.uuid4())
-        elif command.HasField("fail_workflow_execution") and \
-                driver.start_request.HasField("retry_policy"):
-            failure = command.fail_workflow_execution.failure
-            decision = decide_retry(driver.start_request.retry_policy, driver.row.attempt,
-                                    failure, now_ms=at_ms,
-                                    schedule_to_close_deadline_ms=driver.deadline_ms)
-            if decision.retry:
-                new_request = retry_request(driver.start_request, failure, decision.delay_ms)
-                new_run_id = str(uuid.uuid4())
-                attempt = driver.row.attempt + 1
-            else:
-                retry_state = decision.state
-        if new_request is None and driver.start_request.cron_schedule:
-            # Temporal's older cron: a completed or finally failed run is followed by the
-            # next one, at the next cron time.
-            new_request = cron_continuation(driver.start_request, command, at_ms)
-            if new_request is not None:
-                new_run_id = str(uuid.uuid4())
-        event = close_event_from_completion(completion, time_ms=at_ms,
-                                            new_execution_run_id=new_run_id,
-                                            retry_state=retry_state)
+            follow = _Following(continuation_request(
+                driver.start_request, command.continue_as_new_workflow_execution))
+        elif command.HasField("fail_workflow_execution"):
+            follow, retry_state = _retry_or_cron(
+                driver, command.fail_workflow_execution.failure, at_ms)
+        elif command.HasField("complete_workflow_execution"):
+            done = command.complete_workflow_execution
+            follow = _cron_after(driver, at_ms, result=done.result if done.HasField("result")
+                                 else None)
+        event = close_event_from_completion(
+            completion, time_ms=at_ms, retry_state=retry_state,
+            new_execution_run_id=follow.run_id if follow is not None else None)
         if event is None:
             return
+        records = CloseRecords(list(driver.unrecorded_tasks), completion).to_json()
+        await self._close(driver, event, at_ms, driver.history_length, records, follow)
+
+    async def close_timed_out(self, driver: RunDriver, at_ms: int) -> None:
+        """Close a run whose run timeout (else execution timeout) passed. As on Temporal, a
+        run timeout is retried by the run's retry policy, else followed by its next cron run;
+        an execution timeout ends the chain."""
+        follow: _Following | None = None
+        retry_state: RetryState.ValueType = RetryState.RETRY_STATE_TIMEOUT
+        if driver.start_request.workflow_run_timeout.ToMilliseconds() > 0:
+            failure = Failure(message="workflow run timed out")
+            failure.timeout_failure_info.timeout_type = TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE
+            follow, decided = _retry_or_cron(driver, failure, at_ms)
+            retry_state = decided if decided is not None else retry_state
+        event = HistoryEvent(event_type=EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT)
+        event.event_time.FromMilliseconds(at_ms)
+        attrs = event.workflow_execution_timed_out_event_attributes
+        attrs.retry_state = retry_state
+        if follow is not None:
+            attrs.new_execution_run_id = follow.run_id
+        # + 1: the close event itself, which no workflow command produced.
+        await self._close(driver, event, at_ms, driver.history_length + 1, None, follow)
+
+    async def _close(self, driver: RunDriver, event: HistoryEvent, at_ms: int,
+                     history_length: int, records: str | None,
+                     follow: _Following | None) -> None:
+        process = self.process
         status = STATUS_OF_CLOSE_EVENT[event.event_type]
+        new_request = follow.request if follow is not None else None
+        new_run_id = follow.run_id if follow is not None else None
         owner = None
         build_id = None
         if new_request is not None and process.serves_workflows(new_request.task_queue.name):
@@ -153,7 +205,6 @@ class Closer:
                                               new_request.workflow_type.name)
         row = driver.row
         data = event.SerializeToString()
-        records = CloseRecords(list(driver.unrecorded_tasks), completion).to_json()
 
         # Attempts offered to other processes and saved heartbeats go with the run, in the
         # close's transaction (one commit per close, not two).
@@ -166,14 +217,14 @@ class Closer:
             followups = has_close_followups(driver.child_part)
             one_statement = new_request is None and not drop_tasks and not followups
             with store.transaction(one_statement=one_statement) as conn:
-                closed = store.close_run(driver.run_id, status, data, at_ms,
-                                         driver.history_length, conn=conn,
-                                         close_records=records)
-                if closed and new_request is not None and new_run_id is not None:
-                    start_run(store, new_request, owner=owner, apply_policies=False,
-                              run_id=new_run_id, first_execution_run_id=row.first_execution_run_id,
-                              continued_from_run_id=driver.run_id, attempt=attempt, conn=conn,
-                              build_id=build_id, lineage=Lineage.of(row))
+                closed = store.close_run(driver.run_id, status, data, at_ms, history_length,
+                                         conn=conn, close_records=records)
+                if closed and follow is not None:
+                    start_run(store, follow.request, owner=owner, apply_policies=False,
+                              run_id=follow.run_id,
+                              first_execution_run_id=row.first_execution_run_id,
+                              continued_from_run_id=driver.run_id, attempt=follow.attempt,
+                              conn=conn, build_id=build_id, lineage=Lineage.of(row))
                 if closed and followups:
                     to_wake.extend(write_close_followups(store, conn, driver.child_part, data,
                                                          new_request is None, process.identity))
@@ -202,22 +253,3 @@ class Closer:
                                       process.executor_id)
                 process.wake_dispatch()
 
-    async def close_with_event(self, run_id: str, event: HistoryEvent, at_ms: int,
-                               history_length: int) -> None:
-        """Close a run with an event the engine made (a timeout)."""
-        process = self.process
-        data = event.SerializeToString()
-
-        def write() -> str | None:
-            with process.store.engine.begin() as conn:
-                if not process.store.close_run(run_id, STATUS_OF_CLOSE_EVENT[event.event_type],
-                                               data, at_ms, history_length, conn=conn):
-                    return None
-                close_children_of(process.store, conn, run_id, process.identity)
-                return notify_parent_of(process.store, conn, run_id, data)
-
-        parent = await process.db_call(write)
-        process.notify_closed(run_id, data)
-        if parent is not None:
-            process.wake_run(parent)
-        await process.db_call(process.store.drop_activity_tasks, run_id)

@@ -19,8 +19,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from dbos import DBOS
-from temporalio.api.enums.v1 import EventType, RetryState
-from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
 from temporalio.bridge.proto.workflow_activation import (
     InitializeWorkflow,
@@ -815,13 +813,8 @@ class RunDriver:
     async def _close_timed_out(self, at_ms: int) -> None:
         self.closed = True
         self._stop_activities()
-        event = HistoryEvent(event_type=EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT)
-        event.event_time.FromMilliseconds(at_ms)
-        event.workflow_execution_timed_out_event_attributes.retry_state = \
-            RetryState.RETRY_STATE_TIMEOUT
         await self.visibility_written()
-        await self.process.close_run_with_event(self, event, at_ms)
-        await self.child_part.apply_close_policies_after()
+        await self.process.closer().close_timed_out(self, at_ms)
 
 
 def _recorded(event: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from dbos import DBOS, DBOSClient, DBOSConfig, SetWorkflowID
 from temporalio.api.common.v1 import Payloads
-from temporalio.api.history.v1 import HistoryEvent
 from temporalio.bridge.proto.activity_task import ActivityCancelReason
 from temporalio.bridge.proto.workflow_commands import WorkflowCommand
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
@@ -562,13 +561,6 @@ class Process(ProcessMessaging):
                         command: WorkflowCommand, at_ms: int) -> None:
         """Record a run's close (and start its continuation), then wake whoever waits on it."""
         await self.closer().close_from_command(driver, completion, command, at_ms)
-
-    async def close_run_with_event(self, driver: RunDriver, event: HistoryEvent,
-                                   at_ms: int) -> None:
-        """Record a close the engine decided (timeout)."""
-        # + 1: the close event itself, which no workflow command produced.
-        await self.closer().close_with_event(driver.run_id, event, at_ms,
-                                             driver.history_length + 1)
 
     def expect_run(self, run_id: str) -> None:
         """This process is about to create ``run_id`` (call before writing it): wake-ups that

@@ -23,15 +23,15 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from temporalio.api.common.v1 import RetryPolicy, SearchAttributes
+from temporalio.api.common.v1 import Payload, RetryPolicy, SearchAttributes
 from temporalio.api.enums.v1 import ScheduleOverlapPolicy, WorkflowExecutionStatus
+from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.schedule.v1 import Schedule, ScheduleInfo
 from temporalio.api.workflowservice.v1 import (
     RequestCancelWorkflowExecutionRequest,
     StartWorkflowExecutionRequest,
 )
-from temporalio.bridge.proto.workflow_commands import WorkflowCommand
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.converter import encode_search_attributes
 
@@ -194,12 +194,14 @@ def normalized_retry_policy(policy: RetryPolicy) -> None:
         policy.maximum_interval.FromMilliseconds(policy.initial_interval.ToMilliseconds() * 100)
 
 
-def cron_continuation(old: StartWorkflowExecutionRequest, command: WorkflowCommand,
-                      at_ms: int) -> StartWorkflowExecutionRequest | None:
+def cron_continuation(old: StartWorkflowExecutionRequest, at_ms: int, *,
+                      result: Payload | None = None,
+                      failure: Failure | None = None) -> StartWorkflowExecutionRequest | None:
     """The next run of a workflow started with ``cron_schedule`` (Temporal's older cron), for
-    a run that completed or failed (after its retries) at ``at_ms``: the same request, delayed
-    to the next cron time, carrying the last result or the failure. None for any other close
-    (a cancelled or terminated run ends its cron)."""
+    a run that closed at ``at_ms``: completed (with ``result``), or failed or timed out (after
+    its retries; ``failure``). The same request, delayed to the next cron time, carrying the
+    last result or the failure. None without a cron schedule (a cancelled or terminated run
+    ends its cron: its closer does not ask)."""
     if not old.cron_schedule:
         return None
     req = StartWorkflowExecutionRequest()
@@ -207,15 +209,13 @@ def cron_continuation(old: StartWorkflowExecutionRequest, command: WorkflowComma
     req.request_id = ""
     req.ClearField("workflow_start_delay")
     req.ClearField("continued_failure")
-    if command.HasField("complete_workflow_execution"):
-        req.ClearField("last_completion_result")
-        if command.complete_workflow_execution.HasField("result"):
-            req.last_completion_result.payloads.append(command.complete_workflow_execution.result)
-    elif command.HasField("fail_workflow_execution"):
+    if failure is not None:
         # The last successful result stays; the failure is the new run's last_failure.
-        req.continued_failure.CopyFrom(command.fail_workflow_execution.failure)
+        req.continued_failure.CopyFrom(failure)
     else:
-        return None
+        req.ClearField("last_completion_result")
+        if result is not None:
+            req.last_completion_result.payloads.append(result)
     req.workflow_start_delay.FromMilliseconds(max(next_cron_time(old.cron_schedule, at_ms)
                                                   - at_ms, 0))
     return req

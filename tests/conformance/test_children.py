@@ -16,6 +16,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 
 from dbosify import workflow
+from dbosify._runtime._replay import replay_history
 from dbosify.client import Client, WorkflowExecutionStatus
 from dbosify.common import RetryPolicy, WorkflowIDReusePolicy
 from dbosify.exceptions import (
@@ -26,7 +27,6 @@ from dbosify.exceptions import (
     TerminatedError,
     WorkflowAlreadyStartedError,
 )
-from dbosify._runtime._replay import replay_history
 from dbosify.worker import Replayer, UnsandboxedWorkflowRunner, Worker
 
 Q = "children-q"

@@ -223,6 +223,47 @@ async def test_delayed_starts_and_cron_follow_the_skipped_clock() -> None:
             await handle.terminate()
 
 
+@workflow.defn
+class SlowOnFirstDay:
+    """Outlives its one-hour run timeout on the first run of its chain (a day's sleep), then
+    finishes at once; says what it knows of the run before."""
+
+    @workflow.run
+    async def run(self) -> str:
+        info = workflow.info()
+        if info.continued_run_id is None:
+            await asyncio.sleep(timedelta(days=1).total_seconds())
+        last = workflow.get_last_failure() if info.cron_schedule else None
+        return f"attempt {info.attempt}|{type(last).__name__}"
+
+
+async def test_a_run_timeout_is_retried_or_followed_by_the_next_cron_run() -> None:
+    # Temporal's rules: a run timeout is retried by the retry policy; without one, a cron
+    # workflow goes on with its next run; only the execution timeout ends the chain.
+    async with await WorkflowEnvironment.start_time_skipping() as env:
+        async with Worker(env.client, task_queue=Q, workflows=[SlowOnFirstDay]):
+            retried = await env.client.start_workflow(
+                SlowOnFirstDay.run, id="retried", task_queue=Q,
+                run_timeout=timedelta(hours=1),
+                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1),
+                                         maximum_attempts=2))
+            assert await asyncio.wait_for(retried.result(), WALL_LIMIT_S) == "attempt 2|NoneType"
+
+            cron = await env.client.start_workflow(
+                SlowOnFirstDay.run, id="cron", task_queue=Q, cron_schedule="0 * * * *",
+                run_timeout=timedelta(hours=1))
+            await env.sleep(timedelta(hours=3))
+            runs = [r async for r in env.client.list_workflows("WorkflowId = 'cron'")]
+            statuses = sorted(WorkflowExecutionStatus(r.status).name for r in runs)
+            assert statuses.count("TIMED_OUT") == 1 and "COMPLETED" in statuses, statuses
+            # The run after the one that timed out sees the timeout as its last failure.
+            second = min((r for r in runs if r.status == WorkflowExecutionStatus.COMPLETED),
+                         key=lambda r: r.start_time)
+            assert await env.client.get_workflow_handle(
+                "cron", run_id=second.run_id).result(follow_runs=False) == "attempt 1|TimeoutError"
+            await cron.terminate()
+
+
 async def test_the_updatable_timer_sample_flow() -> None:
     # The flow of Temporal's samples-python updatable_timer test, written for this workflow:
     # query and signal a run that sleeps for a day, then await its result with skipping.
