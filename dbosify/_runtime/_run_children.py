@@ -49,6 +49,7 @@ from dbosify._runtime._starting import (
 )
 from dbosify._store import _tables as t
 from dbosify._store._store import RUNNING, InboxEvent, Store, now_ms
+from dbosify.history._events import copy_set_fields
 
 if TYPE_CHECKING:
     from dbosify._runtime._process import Process
@@ -101,21 +102,15 @@ def child_request(cmd: StartChildWorkflowExecution, parent_row: Any,
     req.workflow_type.name = cmd.workflow_type
     req.task_queue.name = cmd.task_queue or parent_row.task_queue
     req.input.payloads.extend(cmd.input)
-    for name in ("workflow_execution_timeout", "workflow_run_timeout", "workflow_task_timeout"):
-        if cmd.HasField(name):
-            getattr(req, name).CopyFrom(getattr(cmd, name))
+    copy_set_fields(cmd, req, ("workflow_execution_timeout", "workflow_run_timeout",
+                               "workflow_task_timeout", "retry_policy", "priority",
+                               "search_attributes"))
     # Core's enum numbers its values as the API's.
     req.workflow_id_reuse_policy = cmd.workflow_id_reuse_policy
-    if cmd.HasField("retry_policy"):
-        req.retry_policy.CopyFrom(cmd.retry_policy)
     for key, value in cmd.memo.items():
         req.memo.fields[key].CopyFrom(value)
     for key, value in cmd.headers.items():
         req.header.fields[key].CopyFrom(value)
-    if cmd.HasField("search_attributes"):
-        req.search_attributes.CopyFrom(cmd.search_attributes)
-    if cmd.HasField("priority"):
-        req.priority.CopyFrom(cmd.priority)
     if cmd.cron_schedule:
         # Temporal's older cron: the child's first run waits for the first cron time.
         now = now_ms()
