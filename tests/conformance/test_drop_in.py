@@ -119,3 +119,11 @@ def test_hello_activity_multiprocess(database: str, tmp_path: Path) -> None:
     assert len(activity_pids) == 1 and result, out
     assert result[0].endswith(": Hello, World!")
     assert result[0].split()[3].rstrip(":") not in activity_pids  # Ran in a child process.
+
+
+@pytest.mark.slow
+def test_hello_local_activity(database: str, tmp_path: Path) -> None:
+    out = run_swapped("hello_local_activity.py", database, tmp_path)
+    assert "Result: Hello, World! (after 3 attempts)" in out
+    assert "Eager: True" in out
+    assert "Markers: 2" in out  # Each local activity recorded as Core's marker, once.
