@@ -107,6 +107,11 @@ def import_cell(source: str, task_queue: str, version: str | None = None) -> Cel
                 act = temporalio.activity._Definition.from_callable(value)
                 if act is not None:
                     _add(cell.activities, act.name or "", value, "activity")
+        for cls in list(cell.workflows.values()):
+            for fn in declared_activities(cls):
+                act = temporalio.activity._Definition.from_callable(fn)
+                if act is not None:
+                    _add(cell.activities, act.name or "", fn, "activity")
         if not cell.workflows and not cell.activities:
             raise CellError(
                 "this %%workflow cell defines no @workflow.defn class and no @activity.defn "
@@ -115,6 +120,15 @@ def import_cell(source: str, task_queue: str, version: str | None = None) -> Cel
         del sys.modules[name]
         raise
     return cell
+
+
+def declared_activities(workflow_class: type) -> list[Callable[..., Any]]:
+    """Activities a workflow class calls that are defined elsewhere and that it names itself
+    with a ``template_activities()`` classmethod, as :mod:`dbosify.pipelines`' templates do
+    (an ingest's batch activities live in dbosify): a worker serving the class serves them,
+    so a cell or module that subclasses a template needs to register nothing more."""
+    declare = getattr(workflow_class, "template_activities", None)
+    return list(declare()) if callable(declare) else []
 
 
 def _add(found: dict[str, Any], key: str, value: Any, kind: str) -> None:

@@ -28,6 +28,7 @@ import temporalio.exceptions
 import temporalio.worker
 import temporalio.workflow
 
+from dbosify._cells import declared_activities
 from dbosify.cli._common import CommandError, usage
 
 logger = logging.getLogger("dbosify.worker")
@@ -93,14 +94,9 @@ def definitions(module: types.ModuleType) -> tuple[list[type], list[Callable[...
                 workflows.setdefault(defn.name or "", value)
         elif callable(value):
             add_activity(value)
-    # Only a module that subclassed a template has loaded the pipelines package.
-    template = sys.modules.get("dbosify.pipelines._template")
-    if template is not None:
-        for cls in workflows.values():
-            if issubclass(cls, template.Template):
-                pipeline: Any = cls
-                for fn in pipeline.template_activities():
-                    add_activity(fn)
+    for cls in list(workflows.values()):
+        for fn in declared_activities(cls):
+            add_activity(fn)
     return ([workflows[k] for k in sorted(workflows)],
             [activities[k] for k in sorted(activities)])
 

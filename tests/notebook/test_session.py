@@ -163,3 +163,29 @@ def test_an_interrupt_stops_the_wait_not_the_run(session: Session) -> None:
         signal.signal(signal.SIGINT, previous)
     session.signal("i1", "go")
     assert session.result("i1", timeout=20) == 3
+
+
+INGEST = '''
+from dbosify import pipelines
+
+class Squares(pipelines.IncrementalIngest):
+    source = pipelines.IterableSource([{"n": n, "square": n * n} for n in range(25)])
+    sink = pipelines.SqliteTable(SINK, "squares")
+    batch_size = 10
+'''
+
+
+def test_a_cell_subclassing_a_pipeline_template_serves_its_activities(
+        session: Session, tmp_path: Path) -> None:
+    # The template's batch activities live in dbosify, not in the cell: the cell's worker
+    # serves them without the cell naming them.
+    import sqlite3
+
+    sink = tmp_path / "sink.sqlite"
+    cell = session.define(INGEST.replace("SINK", repr(str(sink))))
+    assert {"Squares"} <= set(cell.workflows)
+    session.start("Squares", id="squares")
+    result = session.result("squares", timeout=30)
+    assert result.rows == 25 and result.batches == 3
+    with sqlite3.connect(sink) as conn:
+        assert conn.execute("SELECT count(*), sum(square) FROM squares").fetchone() == (25, 4900)
