@@ -23,6 +23,7 @@ from temporalio.worker import (
 )
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from dbosify._cells import declared_activities
 from dbosify._runtime._activities import ActivityRunner
 from dbosify._runtime._instance import DEFAULT_DEADLOCK_TIMEOUT, WorkflowRegistration
 from dbosify._runtime._process import Process
@@ -137,12 +138,17 @@ class Worker:
             i for i in client_interceptors if isinstance(i, Interceptor)
         ] + list(interceptors)
         self._activities = list(activities)
+        # A pipeline template's own activities come with its subclass: nothing to register.
+        for cls in workflows:
+            self._activities += [fn for fn in declared_activities(cls)
+                                 if fn not in self._activities]
         self._activity_executor = activity_executor
         self._shared_state_manager = shared_state_manager
         # A pool of the worker's own for sync activities, made when it starts and shut down
         # with it (temporalio insists on an executor; a notebook user should not have to).
         self._own_executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._needs_executor = activity_executor is None and self._sync_activities(activities)
+        self._needs_executor = activity_executor is None and \
+            self._sync_activities(self._activities)
         if self._sync_activities(activities) and activity_executor is not None and \
                 not isinstance(activity_executor, concurrent.futures.ThreadPoolExecutor) and \
                 shared_state_manager is None:

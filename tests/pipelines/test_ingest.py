@@ -12,6 +12,7 @@ import pytest
 from dbosify import pipelines
 from dbosify.client import Client, WorkflowFailureError
 from dbosify.exceptions import ApplicationError
+from dbosify.worker import Worker
 
 from .conftest import SinkKit, pipeline, run
 
@@ -258,3 +259,15 @@ async def test_a_batch_recorded_as_moving_nothing_ends_the_run(client: Client, s
     # recorded (counting its row again, writing nothing) and stops there.
     assert (result.batches, result.skipped, result.cursor) == (3, 1, "end")
     assert kit.query(f'SELECT count(*) FROM "{table}"') == [(2,)]
+
+
+async def test_a_worker_serves_the_templates_activities_unasked(client: Client,
+                                                                kit: SinkKit) -> None:
+    # Only the subclass is given: its batch activities (in dbosify) come with it.
+    table = kit.table("unasked")
+    Unasked = pipeline("Unasked", source=pipelines.IterableSource([{"id": i} for i in range(7)]),
+                       sink=kit.sink(table), batch_size=3)
+    async with Worker(client, task_queue="q", workflows=[Unasked]):
+        result = await run(client, Unasked)
+    assert (result.rows, result.batches) == (7, 3)
+    assert kit.query(f'SELECT count(*) FROM "{table}"') == [(7,)]
