@@ -30,7 +30,7 @@ from dbosify._records import ActivityAttemptFailed, ActivityAttemptInfo
 from dbosify._runtime import _run_state as rs
 from dbosify._runtime._activities import AttemptOutcome
 from dbosify._runtime._retry import decide_retry
-from dbosify._store._store import now_ms
+from dbosify._store._base import now_ms
 
 if TYPE_CHECKING:
     from dbosify._runtime._process import Process

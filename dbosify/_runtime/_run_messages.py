@@ -24,7 +24,7 @@ from temporalio.bridge.proto.workflow_commands import WorkflowCommand
 
 from dbosify._runtime import _run_state as rs
 from dbosify._runtime._child_close import CHILD_CLOSED
-from dbosify._store._store import InboxEvent
+from dbosify._store._inbox import InboxEvent
 
 if TYPE_CHECKING:
     from dbosify._runtime._process import Process

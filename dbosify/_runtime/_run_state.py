@@ -24,7 +24,7 @@ from temporalio.bridge.proto.workflow_commands import WorkflowCommand
 
 from dbosify._records import initial_activation as initial_activation  # Re-exported: it moved.
 from dbosify._runtime._activities import AttemptOutcome
-from dbosify._store._store import InboxEvent
+from dbosify._store._inbox import InboxEvent
 
 if TYPE_CHECKING:
     from dbosify._runtime._process import Process

@@ -24,7 +24,8 @@ from temporalio.bridge.proto.child_workflow import ParentClosePolicy
 from dbosify._runtime._child_close import notify_parent_of
 from dbosify._runtime._run_state import search_attribute_rows
 from dbosify._store import _tables as t
-from dbosify._store._store import RUNNING, Store, now_ms
+from dbosify._store._base import RUNNING, now_ms
+from dbosify._store._store import Store
 from dbosify.history._seed import core_randomness_seed
 
 S = WorkflowExecutionStatus

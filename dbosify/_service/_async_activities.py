@@ -42,7 +42,7 @@ from dbosify._service._errors import invalid_argument, not_found
 
 if TYPE_CHECKING:
     from dbosify._runtime._process import Process
-    from dbosify._store._store import AsyncActivity
+    from dbosify._store._activity_tasks import AsyncActivity
 
 _Ref = tuple[str, "AsyncActivity"]
 """A run id and its held attempt."""

@@ -19,7 +19,7 @@ from temporalio.api.workflowservice.v1 import (
     StartWorkflowExecutionRequest,
 )
 
-from dbosify._store._store import RUNNING
+from dbosify._store._base import RUNNING
 from dbosify.history._events import copy_set_fields
 
 if TYPE_CHECKING:

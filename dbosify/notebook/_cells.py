@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from dbosify import _cells
 from dbosify._cells import CellModule, cell_version
 from dbosify._store import _tables as t
-from dbosify._store._store import RUNNING, Store, now_ms
+from dbosify._store._base import RUNNING, now_ms
+from dbosify._store._store import Store
 from dbosify.notebook._config import NotebookUsageError
 
 __all__ = ["CellModule", "SavedCell", "cell_version", "import_cell", "latest_versions",

@@ -16,7 +16,7 @@ from temporalio.bridge.proto.workflow_commands import WorkflowCommand
 
 from dbosify._runtime._child_close import CHILD_CLOSED
 from dbosify._runtime._run_children import ChildrenPart, ChildState, child_run_id, close_job
-from dbosify._store._store import InboxEvent
+from dbosify._store._inbox import InboxEvent
 
 
 class _Run:
