@@ -14,11 +14,13 @@ scheduled. A last event whose code only closes the run is recorded by the close 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from dbos import DBOS
+from temporalio.api.common.v1 import TimeSkippingConfig
 from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
 from temporalio.bridge.proto.workflow_activation import (
     InitializeWorkflow,
@@ -48,6 +50,7 @@ from dbosify._runtime._held_output import HeldOutput
 from dbosify._runtime._instance import DeadlockError, activate, create_instance
 from dbosify._runtime._run_activities import ActivitiesPart, ActivityState
 from dbosify._runtime._run_children import ChildrenPart, ChildState
+from dbosify._runtime._run_clock import RunClock
 from dbosify._runtime._run_local_activities import LocalActivitiesPart
 from dbosify._runtime._run_messages import MessagesPart
 from dbosify._store._store import now_ms
@@ -117,6 +120,13 @@ class RunDriver:
         self.row: Any = row
         self.start_request = StartWorkflowExecutionRequest()
         self.deadline_ms: int | None = None
+        # Per-workflow time skipping (._run_clock): None, and an offset of 0, for a run without
+        # a time-skipping config, whose clock is the engine's.
+        self.clock: RunClock | None = None
+        self.clock_offset_ms = 0
+        # A config sent by UpdateWorkflowExecutionOptions, applied by the run's own loop.
+        self.clock_updates: list[tuple[TimeSkippingConfig,
+                                       concurrent.futures.Future[RunClock]]] = []
         self.current_task: asyncio.Task[Any] | None = None
         self.prestarted = False
         # Event steps DBOS has recorded for this run and not yet handed back (recovery).
@@ -157,8 +167,7 @@ class RunDriver:
         it asks for is carried out before (:meth:`run` does that). None when there is nothing
         to pass: a delayed start, or a failed first activation (recorded later, by a step)."""
         self.start_request.ParseFromString(self.row.start_request)
-        self.deadline_ms = rs.run_deadline_ms(self.start_request, self.row.start_time_ms)
-        self.tasks.append(WorkflowTask(rs.initial_activation(self.row, self.start_request)))
+        self._start_clock(self.row)
         self.prestarted = True
         if self.row.execution_time_ms > now_ms():
             return None
@@ -195,7 +204,6 @@ class RunDriver:
             return None
         self.row = row
         self.start_request.ParseFromString(row.start_request)
-        self.deadline_ms = rs.run_deadline_ms(self.start_request, row.start_time_ms)
         recorded: list[dict[str, Any]] = []
         if self.recovering:
             # Read outside this DBOS workflow's context (db_call's thread does not inherit it):
@@ -206,7 +214,7 @@ class RunDriver:
             self.recorded_events = len(events)
             recorded = [s["output"] for s in events if s["output"] is not None]
         self._index_recorded(recorded, decode_completion(first) if first else None)
-        self.tasks.append(WorkflowTask(rs.initial_activation(row, self.start_request)))
+        self._start_clock(row)
         if await self._reach_execution_time():
             await self._feed(0)
         return await self._run_events()
@@ -229,6 +237,8 @@ class RunDriver:
                 pass
             finally:
                 self.waiting_to_start = False
+            if self.clock_updates:
+                await self._apply_clock_updates()
             delay_s = (self.row.execution_time_ms - now_ms()) / 1000
             if delay_s > 0 and self.message_part.inbox_dirty:
                 # An event came: a termination ends the wait (messages wait for the start).
@@ -390,6 +400,106 @@ class RunDriver:
         elif output.get("timed_out"):
             await self._close_timed_out(output["timed_out"])
 
+    # The run's clock (per-workflow time skipping, ._run_clock) -------------------------------
+
+    def clock_ms(self) -> int:
+        """Now, on the run's clock: the engine's, plus what the run has skipped."""
+        return now_ms() + self.clock_offset_ms
+
+    def _start_clock(self, row: Any) -> None:
+        """The run's deadline and first task, on its clock (a child starts at its parent's
+        virtual time)."""
+        req = self.start_request
+        if getattr(row, "time_skipping", None) is not None or \
+                req.HasField("time_skipping_config"):
+            self.clock = RunClock.of_run(
+                row, req.time_skipping_config if req.HasField("time_skipping_config")
+                else None, now_ms())
+        start_offset = 0
+        if self.clock is not None:
+            self.clock_offset_ms = self.clock.offset_ms
+            start_offset = self.clock.start_offset_ms
+        self.deadline_ms = rs.run_deadline_ms(req, row.start_time_ms + start_offset)
+        first = rs.initial_activation(row, req)
+        if start_offset:
+            first.timestamp.FromMilliseconds(row.execution_time_ms + start_offset)
+        self.tasks.append(WorkflowTask(first))
+
+    def update_time_skipping(self, config: TimeSkippingConfig
+                             ) -> concurrent.futures.Future[RunClock]:
+        """Apply a time-skipping config (UpdateWorkflowExecutionOptions, from any thread): the
+        future resolves to the clock once it is applied and stored."""
+        done: concurrent.futures.Future[RunClock] = concurrent.futures.Future()
+        self.clock_updates.append((config, done))
+        loop = self.process.loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self.wake.set)
+        return done
+
+    async def _apply_clock_updates(self) -> None:
+        updates, self.clock_updates = self.clock_updates, []
+        clock = self.clock if self.clock is not None else RunClock(offset_ms=self.clock_offset_ms)
+        for config, _ in updates:
+            clock.apply(config, now_ms())
+        try:
+            await self._store_clock(clock)
+        except BaseException as err:
+            for _, done in updates:
+                if not done.done():
+                    done.set_exception(err if isinstance(err, Exception)
+                                       else RuntimeError(str(err)))
+            raise
+        self.clock = clock
+        self.clock_offset_ms = clock.offset_ms
+        for _, done in updates:
+            try:
+                done.set_result(RunClock.from_json(clock.to_json()))
+            except concurrent.futures.InvalidStateError:
+                pass  # Given up by the caller (it saw the run close); the config holds.
+
+    async def _store_clock(self, clock: RunClock) -> None:
+        text = clock.to_json()
+        await self.process.db_call(
+            lambda: self.process.store.update_run(self.run_id, time_skipping=text))
+
+    async def _skip_time(self, now: int) -> bool:
+        """Skip the run's clock if the run waits on time alone; True if it moved (the run then
+        looks for what fell due). The new offset is stored before anything acts on it."""
+        clock = self.clock
+        assert clock is not None
+        messages = self.message_part
+        if messages.inbox_dirty or self.pending_jobs or self.outcomes or \
+                messages.pending_updates or self.task_failure is not None \
+                or self.unrecorded is not None or self._in_flight():
+            return False
+        deadlines = list(self.timers.values())
+        self.activity_part.add_deadlines(deadlines)
+        if self.deadline_ms is not None:
+            deadlines.append(self.deadline_ms)
+        target = clock.skip_target(now, min(deadlines) if deadlines else None)
+        if target is None:
+            return False
+        before = (clock.offset_ms, clock.enabled, clock.ff_completed)
+        moved = RunClock.from_json(clock.to_json())
+        moved.advance_to(now, target)
+        if (moved.offset_ms, moved.enabled, moved.ff_completed) == before:
+            return False
+        await self._store_clock(moved)
+        self.clock = moved
+        self.clock_offset_ms = moved.offset_ms
+        return True
+
+    def _in_flight(self) -> bool:
+        """Work the run waits on besides time (Temporal's in-flight work: activities, local
+        activities, children, signals and cancels to other workflows)."""
+        if any(not act.resolved for act in self.activities.values()):
+            return True
+        if self.local_activity_part.local_activities:
+            return True
+        if any(not child.resolved for child in self.children.values()):
+            return True
+        return bool(self.message_part.external)
+
     # Waiting for the next event ---------------------------------------------------------------
 
     async def _next_event(self) -> dict[str, Any]:
@@ -403,7 +513,9 @@ class RunDriver:
                 index, completion = self.unrecorded
                 records.append(TaskCompleted(index, completion, self.process.identity).to_record())
                 return {"records": records}
-            now = now_ms()
+            if self.clock_updates:
+                await self._apply_clock_updates()
+            now = now_ms() + self.clock_offset_ms
             if self.task_failure is not None:
                 if now >= self.task_retry_ms and await self._retry_failed_task():
                     continue
@@ -449,6 +561,8 @@ class RunDriver:
             self.local_activity_part.start_due(now)
             messages.send_external_commands()
             self.child_part.drive()
+            if self.clock is not None and self.clock.enabled and await self._skip_time(now):
+                continue
             await self._wait(self._seconds_to_next_deadline(now, poll_s))
 
     async def _wait(self, seconds: float, task_failed: bool = False) -> None:
@@ -608,7 +722,7 @@ class RunDriver:
     def _task_failed(self, index: int, message: str, stack: str = "",
                      nondeterminism: bool = False) -> None:
         self.task_failure = message
-        self.task_retry_ms = now_ms() + self.task_retry_delay_ms
+        self.task_retry_ms = self.clock_ms() + self.task_retry_delay_ms
         self.task_retry_delay_ms = min(self.task_retry_delay_ms * 2, _TASK_RETRY_MAX_MS)
         level = logging.ERROR
         logger.log(level, "workflow task failed for workflow %r run %s (task %d); it will be "
@@ -777,7 +891,7 @@ class RunDriver:
             if self.instance is None or self.task_failure is not None:
                 raise LookupError(self.task_failure or "the workflow has no live state yet")
             activation = WorkflowActivation(run_id=self.run_id, jobs=[job])
-            activation.timestamp.FromMilliseconds(now_ms())
+            activation.timestamp.FromMilliseconds(self.clock_ms())
             completion = await activate(self.instance, activation,
                                         self.process.activation_executor,
                                         self._registration().deadlock_timeout,

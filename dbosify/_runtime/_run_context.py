@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from temporalio.bridge.proto.workflow_activation import WorkflowActivationJob
 
     from dbosify._runtime._process import Process
+    from dbosify._runtime._run_clock import RunClock
 
 
 class RunContext(Protocol):
@@ -33,8 +34,14 @@ class RunContext(Protocol):
     task_failure: str | None
     """Why the run's last workflow task failed, while it waits to be retried."""
     history_length: int
+    clock: RunClock | None
+    """The run's own virtual clock (per-workflow time skipping); None for most runs."""
     pending_jobs: list[WorkflowActivationJob]
     """Jobs the parts handed in for the run's next activation, in order."""
+
+    def clock_ms(self) -> int:
+        """Now on the run's clock: engine time, plus what the run has skipped (per-workflow
+        time skipping); the run's own timeouts count on it."""
 
     def deliver(self, job: WorkflowActivationJob) -> None:
         """Hand ``job`` to the run's next activation, and wake the run."""

@@ -233,7 +233,7 @@ class LocalActivitiesPart:
         cmd = la.command
         first = True
         while True:
-            now = now_ms()
+            now = self.run.clock_ms()
             deadline = la.deadline_ms
             if deadline is not None and now >= deadline:
                 return self._timed_out(la, TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE)
@@ -270,7 +270,7 @@ class LocalActivitiesPart:
                 failure = timeout_failure(TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE)
             if not la.cancel_requested:
                 decision = decide_retry(cmd.retry_policy if cmd.HasField("retry_policy")
-                                        else None, la.attempt, failure, now_ms=now_ms(),
+                                        else None, la.attempt, failure, now_ms=self.run.clock_ms(),
                                         schedule_to_close_deadline_ms=None)
                 if decision.retry:
                     if decision.delay_ms > la.retry_threshold_ms:
@@ -285,7 +285,7 @@ class LocalActivitiesPart:
                                 la.attempt, decision.delay_ms / 1000, failure.message)
                     wait_ms = decision.delay_ms
                     if deadline is not None:
-                        wait_ms = min(wait_ms, max(deadline - now_ms(), 0))
+                        wait_ms = min(wait_ms, max(deadline - self.run.clock_ms(), 0))
                     await asyncio.sleep(wait_ms / 1000)
                     la.attempt += 1
                     continue
@@ -325,7 +325,7 @@ class LocalActivitiesPart:
                 la.token = None
         execution = asyncio.ensure_future(runner.execute(token, start))
         try:
-            timeout = None if deadline is None else max(deadline - now_ms(), 0) / 1000
+            timeout = None if deadline is None else max(deadline - self.run.clock_ms(), 0) / 1000
             done, _ = await asyncio.wait({execution}, timeout=timeout)
             if not done:
                 runner.cancel(token, ActivityCancelReason.TIMED_OUT)

@@ -77,6 +77,7 @@ from dbosify._service._describe import describe_run
 from dbosify._service._errors import already_started, invalid_argument, not_found, rpc_error
 from dbosify._service._history import RecordReader, replay_query
 from dbosify._service._schedules import ScheduleService, delay_to_first_cron_time
+from dbosify._service._time_skipping import TimeSkippingService, time_skipping_info
 
 S = WorkflowExecutionStatus
 RUNNING = S.WORKFLOW_EXECUTION_STATUS_RUNNING
@@ -86,6 +87,9 @@ _LONG_POLL_S = 20.0
 _POLL_AGAIN = b"dbosify:poll-again"
 """A result long-poll answers with an empty page after this long; temporalio's client polls
 again (the way a Temporal server caps its long-polls)."""
+_AFTER = b"dbosify:after:"
+"""A history long poll's page token: the events after this many are the next page."""
+_HISTORY_POLL_S = 0.25
 
 
 class _ClosedRun:
@@ -99,7 +103,8 @@ class _ClosedRun:
         self.history_length = history_length + 1
 
 
-class DatabaseService(ScheduleService, AsyncActivityService, temporalio.service.ServiceClient):
+class DatabaseService(ScheduleService, AsyncActivityService, TimeSkippingService,
+                      temporalio.service.ServiceClient):
     """A Temporal service client whose server is the database."""
 
     def __init__(self, process: Process, config: temporalio.service.ConnectConfig) -> None:
@@ -271,6 +276,8 @@ class DatabaseService(ScheduleService, AsyncActivityService, temporalio.service.
         process = self.process
         namespace, execution = req.namespace, req.execution
         if req.history_event_filter_type != HistoryEventFilterType.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT:
+            if req.wait_new_event:
+                return await self._wait_new_events(req, timeout)
             row = await self._run(namespace, execution.workflow_id, execution.run_id)
             records = await self.reader.records(row)
             events = records.history(process.identity)
@@ -290,6 +297,29 @@ class DatabaseService(ScheduleService, AsyncActivityService, temporalio.service.
         event.ParseFromString(row.close_event)
         event.event_id = max(row.history_length, 1)
         return GetWorkflowExecutionHistoryResponse(history=History(events=[event]))
+
+    async def _wait_new_events(self, req: GetWorkflowExecutionHistoryRequest,
+                               timeout: float | None) -> GetWorkflowExecutionHistoryResponse:
+        """A history long poll (``wait_new_event``): the events after the page token's, once
+        there are any; while the run is open the page carries a token for the next ones, so
+        temporalio's client keeps following it until the close event."""
+        execution = req.execution
+        token = req.next_page_token
+        after = int(token[len(_AFTER):]) if token.startswith(_AFTER) else 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(timeout or _LONG_POLL_S, _LONG_POLL_S)
+        while True:
+            row = await self._run(req.namespace, execution.workflow_id, execution.run_id)
+            events = (await self.reader.records(row)).history(self.process.identity)
+            left = deadline - loop.time()
+            if len(events) > after or row.status != RUNNING or left <= 0:
+                page = GetWorkflowExecutionHistoryResponse(history=History(events=events[after:]))
+                if row.status == RUNNING:
+                    page.next_page_token = _AFTER + str(max(len(events), after)).encode()
+                return page
+            # Woken at once by the close; other new events are seen within the poll period.
+            await self._wait_closed(req.namespace, execution.workflow_id, row.run_id,
+                                    min(left, _HISTORY_POLL_S))
 
     async def _wait_closed(self, namespace: str, workflow_id: str, run_id: str,
                            seconds: float) -> Any:
@@ -344,7 +374,13 @@ class DatabaseService(ScheduleService, AsyncActivityService, temporalio.service.
     ) -> DescribeWorkflowExecutionResponse:
         row = await self._run(req.namespace, req.execution.workflow_id, req.execution.run_id)
         attrs = await self.process.db_call(self.process.store.search_attributes_of, [row.run_id])
-        return describe_run(row, attrs[row.run_id], self.process.drivers.get(row.run_id))
+        driver = self.process.drivers.get(row.run_id)
+        response = describe_run(row, attrs[row.run_id], driver)
+        if row.time_skipping is not None or (driver is not None and driver.clock is not None):
+            info = time_skipping_info(row, driver)
+            if info is not None:
+                response.workflow_extended_info.time_skipping_info.CopyFrom(info)
+        return response
 
     async def _rpc_signal_workflow_execution(self, req: SignalWorkflowExecutionRequest,
                                              _timeout: float | None

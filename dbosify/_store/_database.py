@@ -284,12 +284,14 @@ def _upgrade(conn: sa.Connection, db: DatabaseURL, version: int) -> None:
             if not _has_column(conn, db, table, "build_id"):
                 conn.exec_driver_sql(f"ALTER TABLE {prefix}{table} ADD COLUMN build_id VARCHAR(255)")
     if version < 4:
-        # Added in schema version 4: a child's root workflow and parent close policy. Children
+        # Added in schema version 4: a child's root workflow and parent close policy (and a
+        # run's own virtual clock, NULL for runs written before). Children
         # written before knew their parent only; for a child of a top-level run that is its
         # root. Their policy stays unknown (NULL): their parent's driver applies it.
         runs = f"{prefix}dbosify_runs"
         for column, kind in (("root_workflow_id", "VARCHAR(1000)"),
-                             ("root_run_id", "VARCHAR(64)"), ("parent_close_policy", "SMALLINT")):
+                             ("root_run_id", "VARCHAR(64)"), ("parent_close_policy", "SMALLINT"),
+                             ("time_skipping", "TEXT")):
             if not _has_column(conn, db, "dbosify_runs", column):
                 conn.exec_driver_sql(f"ALTER TABLE {runs} ADD COLUMN {column} {kind}")
         conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS dbosify_runs_by_parent ON {runs} "

@@ -72,6 +72,10 @@ runs = sa.Table(
     # with this build id for the run's task queue claims, takes over or drives it. NULL: an
     # unversioned run, for any worker of its task queue. Added in schema version 3.
     sa.Column("build_id", sa.String(255), nullable=True),
+    # A run's own virtual clock (per-workflow time skipping: its offset from the engine's clock,
+    # config and fast-forward; JSON, dbosify._runtime._run_clock). NULL for a run without time
+    # skipping. Added in schema version 4.
+    sa.Column("time_skipping", sa.Text, nullable=True),
 )
 sa.Index("dbosify_runs_by_id", runs.c.namespace, runs.c.workflow_id, runs.c.start_time_ms)
 # At most one running execution per workflow id: the database enforces Temporal's rule.

@@ -4,18 +4,23 @@
   (``dbosify.testing.ActivityEnvironment is temporalio.testing.ActivityEnvironment``): it runs an
   activity function with a chosen ``activity.info()``, heartbeat callback and cancellation.
 - ``WorkflowEnvironment`` is temporalio's, on a database: ``start_local()`` opens a fresh
-  embedded one (or the database you name) instead of starting a dev server, and
+  embedded one (or the database you name) instead of starting a dev server;
   ``start_time_skipping()`` one whose clock skips ahead while a test waits (timers, activity
-  retries and timeouts, schedules), as Temporal's time-skipping test server does.
-
-Deliberately not here: ``TimeSkipper`` and ``TimeSkippingConfig``, and
-``WorkflowEnvironment.start_time_skipping_v2`` (it raises ``NotImplementedError``): they
-configure per-workflow time skipping on Temporal's dev server; dbosify's clock skips for every
-workflow of the environment (``start_time_skipping``).
+  retries and timeouts, schedules), as Temporal's time-skipping test server does; and
+  ``start_time_skipping_v2(ts_config=...)`` one where each workflow has its own virtual clock
+  (``fast_forward(handle, duration)``, ``get_current_time(handle)``,
+  ``with_time_skipping_disabled()``), as Temporal's per-workflow time skipping.
+- ``TimeSkipper`` and ``TimeSkippingConfig`` are temporalio's own classes, re-exported: ``TimeSkipper(client)`` works on a dbosify client too, whose database answers the
+  time-skipping RPCs.
 """
 
-from temporalio.testing import ActivityEnvironment
+from temporalio.testing import ActivityEnvironment, TimeSkipper, TimeSkippingConfig
 
 from dbosify.testing._workflow import WorkflowEnvironment
 
-__all__ = ["ActivityEnvironment", "WorkflowEnvironment"]
+__all__ = [
+    "ActivityEnvironment",
+    "TimeSkipper",
+    "TimeSkippingConfig",
+    "WorkflowEnvironment",
+]

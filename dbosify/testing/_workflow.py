@@ -8,18 +8,23 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any, NoReturn
+from typing import Any
 
+import temporalio.api.common.v1
 import temporalio.client
 import temporalio.common
 import temporalio.converter
 import temporalio.testing
+from temporalio.testing import TimeSkippingConfig
 
 from dbosify._runtime._process import close_current, current_process
 from dbosify._runtime._time_skipping import TimeSkipper
 from dbosify._store import _clock
 from dbosify._store._database import resolve_database_url
 from dbosify.client import Client
+
+_SKIP_UNTIL_DONE = TimeSkippingConfig()
+"""temporalio's default config: every workflow skips time until it completes."""
 
 
 class WorkflowEnvironment(temporalio.testing.WorkflowEnvironment):
@@ -30,7 +35,8 @@ class WorkflowEnvironment(temporalio.testing.WorkflowEnvironment):
     have. As in temporalio, an ``assert`` that fails in workflow code fails the workflow (instead
     of retrying its task), and :meth:`sleep` is real time. :meth:`start_time_skipping` gives a
     fresh embedded database whose clock skips ahead while a test waits, as Temporal's
-    time-skipping test server does.
+    time-skipping test server does; :meth:`start_time_skipping_v2` one where each workflow has
+    its own virtual clock (Temporal's per-workflow time skipping).
 
     >>> async with await WorkflowEnvironment.start_local() as env:  # doctest: +SKIP
     ...     async with Worker(env.client, task_queue="q", workflows=[Greet]):
@@ -121,12 +127,47 @@ class WorkflowEnvironment(temporalio.testing.WorkflowEnvironment):
         return env
 
     @classmethod
-    async def start_time_skipping_v2(cls, **_: Any) -> NoReturn:
-        """Not available: per-workflow time skipping (``TimeSkipper``, ``fast_forward``) is a
-        feature of Temporal's dev server; use :meth:`start_time_skipping`."""
-        raise NotImplementedError(
-            "dbosify has no per-workflow (V2) time skipping: use "
-            "WorkflowEnvironment.start_time_skipping(), whose clock skips for every workflow")
+    async def start_time_skipping_v2(
+        cls,
+        *,
+        ts_config: TimeSkippingConfig = _SKIP_UNTIL_DONE,
+        database: str | None = None,
+        namespace: str = "default",
+        data_converter: temporalio.converter.DataConverter = (
+            temporalio.converter.DataConverter.default),
+        interceptors: Sequence[temporalio.client.Interceptor] = (),
+        plugins: Sequence[temporalio.client.Plugin] = (),
+        default_workflow_query_reject_condition: (
+            temporalio.common.QueryRejectCondition | None) = None,
+        identity: str | None = None,
+        **ignored: Any,
+    ) -> WorkflowEnvironment:
+        """:meth:`start_local` with per-workflow time skipping, as temporalio's: the client is
+        wrapped by temporalio's own :class:`~temporalio.testing.TimeSkipper`, which stamps
+        ``ts_config`` on every workflow it starts. Each workflow has its own virtual clock:
+        while its skipping is enabled and it waits on time alone (no activity, child or
+        outgoing signal in flight), its clock jumps to its next timer or timeout.
+        :meth:`fast_forward` moves one workflow's clock (``fast_forward(handle)``: skip until
+        it completes), :meth:`get_current_time` takes a handle, and
+        :meth:`with_time_skipping_disabled` starts workflows without the config.
+        :meth:`sleep` and :meth:`auto_time_skipping_disabled` raise, as temporalio's V2
+        environment does. ``database``: as for :meth:`start_local` (a fresh SQLite file when
+        none is given).
+
+        >>> async with await WorkflowEnvironment.start_time_skipping_v2() as env:  # doctest: +SKIP
+        ...     async with Worker(env.client, task_queue="q", workflows=[WaitAMonth]):
+        ...         await env.client.execute_workflow(WaitAMonth.run, id="w", task_queue="q")
+        """
+        local = await cls.start_local(
+            database=database, namespace=namespace, data_converter=data_converter,
+            interceptors=interceptors,
+            plugins=plugins,
+            default_workflow_query_reject_condition=default_workflow_query_reject_condition,
+            identity=identity)
+        assert isinstance(local, WorkflowEnvironment)
+        env = _TimeSkippingV2Environment(local.client, ts_config)
+        env._database, env._directory = local._database, local._directory
+        return env
 
     async def shutdown(self) -> None:
         """Close the environment's database (when :meth:`start_local` opened it) and remove
@@ -191,6 +232,62 @@ class _TimeSkippingEnvironment(WorkflowEnvironment):
         self._skipper.stop()
         _clock.reset()
         await super().shutdown()
+
+
+class _TimeSkippingV2Environment(WorkflowEnvironment):
+    """The environment :meth:`WorkflowEnvironment.start_time_skipping_v2` returns: temporalio's
+    ``_V2WorkflowEnvironment`` on a database (the service answers the time-skipping RPCs)."""
+
+    def __init__(self, client: temporalio.client.Client, ts_config: TimeSkippingConfig) -> None:
+        self._ts_skipper = temporalio.testing.TimeSkipper(client, config=ts_config)
+        super().__init__(self._ts_skipper.client)
+
+    @property
+    def supports_time_skipping_v2(self) -> bool:
+        return True
+
+    async def sleep(self, duration: timedelta | float) -> None:
+        """Unsupported, as on temporalio's V2 environment: use :meth:`fast_forward`."""
+        raise RuntimeError(
+            "env.sleep is not supported in time-skipping V2 environments; use "
+            "env.fast_forward(handle, duration) on a specific workflow.")
+
+    async def get_current_time(
+            self, handle: temporalio.client.WorkflowHandle[Any, Any] | None = None) -> datetime:
+        """A workflow's virtual time (each workflow has its own clock)."""
+        if handle is None:
+            raise RuntimeError(
+                "env.get_current_time requires a workflow handle in time-skipping V2 "
+                "environments; each workflow has its own virtual clock.")
+        return await self._ts_skipper.get_current_time(handle)
+
+    @contextmanager
+    def auto_time_skipping_disabled(self) -> Iterator[None]:
+        """Unsupported, as on temporalio's V2 environment: use
+        :meth:`with_time_skipping_disabled`."""
+        raise RuntimeError(
+            "env.auto_time_skipping_disabled is not supported in time-skipping V2 "
+            "environments; use env.with_time_skipping_disabled() to suspend time-skipping "
+            "config stamping on newly-started workflows.")
+        yield None  # A generator, for @contextmanager.
+
+    async def fast_forward(self, handle: temporalio.client.WorkflowHandle[Any, Any],
+                           duration: timedelta | float | None = None, /) -> bool:
+        """Move ``handle``'s clock by ``duration`` (True once done; False if the workflow
+        closed first), or with no duration skip until it completes (then False)."""
+        return await self._ts_skipper.fast_forward(handle, duration)
+
+    @contextmanager
+    def with_time_skipping_disabled(self) -> Iterator[None]:
+        """Workflows started within the block have no time-skipping config."""
+        with self._ts_skipper.with_time_skipping_disabled():
+            yield None
+
+    async def get_time_skipping_info(
+            self, handle: temporalio.client.WorkflowHandle[Any, Any]
+    ) -> temporalio.api.common.v1.TimeSkippingInfo | None:
+        """The workflow's ``TimeSkippingInfo`` (None if its skipping was never enabled)."""
+        return await self._ts_skipper.get_time_skipping_info(handle)
 
 
 class _UnlockWhileAwaitingResults(temporalio.client.Interceptor):

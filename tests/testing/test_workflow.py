@@ -71,6 +71,8 @@ async def test_a_failed_assert_fails_the_workflow(database: str) -> None:
 async def test_only_the_time_skipping_environment_skips() -> None:
     async with await WorkflowEnvironment.start_local() as env:
         assert not env.supports_time_skipping
-    # Per-workflow (V2) time skipping is refused, pointing at the one dbosify has.
-    with pytest.raises(NotImplementedError, match=r"start_time_skipping\(\)"):
-        await WorkflowEnvironment.start_time_skipping_v2()
+        # Per-workflow (V2) controls belong to start_time_skipping_v2(), as in temporalio.
+        with pytest.raises(RuntimeError, match="start_time_skipping_v2"):
+            await env.get_time_skipping_info(env.client.get_workflow_handle("any"))
+    async with await WorkflowEnvironment.start_time_skipping_v2() as env:
+        assert env.supports_time_skipping_v2 and not env.supports_time_skipping_v1
