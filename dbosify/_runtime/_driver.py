@@ -53,7 +53,7 @@ from dbosify._runtime._run_children import ChildrenPart, ChildState
 from dbosify._runtime._run_clock import RunClock
 from dbosify._runtime._run_local_activities import LocalActivitiesPart
 from dbosify._runtime._run_messages import MessagesPart
-from dbosify._store._store import now_ms
+from dbosify._store._base import now_ms
 
 if TYPE_CHECKING:
     from dbosify._runtime._process import Process

@@ -48,7 +48,9 @@ from dbosify._runtime._starting import (
     start_run,
 )
 from dbosify._store import _tables as t
-from dbosify._store._store import RUNNING, InboxEvent, Store, now_ms
+from dbosify._store._base import RUNNING, now_ms
+from dbosify._store._inbox import InboxEvent
+from dbosify._store._store import Store
 from dbosify.history._events import copy_set_fields
 
 if TYPE_CHECKING:

@@ -39,7 +39,7 @@ from dbosify._records import ActivityAttemptInfo
 from dbosify._runtime._activities import AttemptOutcome
 from dbosify._runtime._retry import decide_retry
 from dbosify._runtime._run_activities import activity_start
-from dbosify._store._store import now_ms
+from dbosify._store._base import now_ms
 
 if TYPE_CHECKING:
     from dbosify._runtime._process import Process

@@ -22,7 +22,7 @@ from temporalio.api.workflowservice.v1 import (
 
 from dbosify._runtime._run_clock import RunClock
 from dbosify._service._errors import invalid_argument
-from dbosify._store._store import now_ms
+from dbosify._store._base import now_ms
 
 if TYPE_CHECKING:
     from dbosify._runtime._process import Process

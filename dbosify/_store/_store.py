@@ -8,10 +8,6 @@ queries (``_messages``), worker processes (``_processes``).
 from __future__ import annotations
 
 from dbosify._store._activity_tasks import ActivityTaskRows
-from dbosify._store._activity_tasks import AsyncActivity as AsyncActivity  # Moved; see below.
-from dbosify._store._base import RUNNING as RUNNING
-from dbosify._store._base import now_ms as now_ms
-from dbosify._store._inbox import InboxEvent as InboxEvent
 from dbosify._store._messages import MessageRows
 from dbosify._store._processes import ProcessRows
 
