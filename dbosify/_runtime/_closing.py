@@ -205,6 +205,9 @@ class Closer:
                                               new_request.workflow_type.name)
         row = driver.row
         data = event.SerializeToString()
+        # Per-workflow time skipping goes on along the chain, from this virtual time.
+        following_clock = driver.clock.continued_clock().to_json() \
+            if follow is not None and driver.clock is not None else None
 
         # Attempts offered to other processes and saved heartbeats go with the run, in the
         # close's transaction (one commit per close, not two).
@@ -224,7 +227,8 @@ class Closer:
                               run_id=follow.run_id,
                               first_execution_run_id=row.first_execution_run_id,
                               continued_from_run_id=driver.run_id, attempt=follow.attempt,
-                              conn=conn, build_id=build_id, lineage=Lineage.of(row))
+                              conn=conn, build_id=build_id, lineage=Lineage.of(row),
+                              time_skipping=following_clock)
                 if closed and followups:
                     to_wake.extend(write_close_followups(store, conn, driver.child_part, data,
                                                          new_request is None, process.identity))

@@ -322,6 +322,7 @@ class ChildrenPart:
         if local:
             process.expect_run(run_id)
         parent_clock = getattr(self.run, "clock", None)  # Parts built outside a driver lack one.
+        # Per-workflow time skipping: the child starts at its parent's virtual time.
         clock = None if parent_clock is None else parent_clock.child_clock().to_json()
 
         def write() -> tuple[bool, Any]:
@@ -333,12 +334,8 @@ class ChildrenPart:
                 started = start_run(store, req, owner=owner, conn=conn, run_id=run_id,
                                     build_id=build_id,
                                     lineage=Lineage.of_child_of(self.run.row,
-                                                                cmd.parent_close_policy))
-                if clock is not None and started.created:
-                    # Per-workflow time skipping: the child starts at its parent's virtual time.
-                    conn.execute(sa.update(t.runs).where(t.runs.c.run_id == run_id)
-                                 .values(time_skipping=clock))
-                    started.row.time_skipping = clock
+                                                                cmd.parent_close_policy),
+                                    time_skipping=clock)
                 return started.created, started.row
 
         job = WorkflowActivationJob()

@@ -15,7 +15,7 @@ without a config has no clock: its driver reads engine time, as always.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from temporalio.api.common.v1 import TimeSkippingConfig, TimeSkippingInfo
@@ -102,6 +102,11 @@ class RunClock:
                         enabled=enabled, ever_enabled=enabled,
                         disable_propagation=self.disable_propagation,
                         max_skips=self.max_skips)
+
+    def continued_clock(self) -> RunClock:
+        """The clock of the run that follows this one in its chain (continue-as-new, retry,
+        cron): the same session and fast-forward, starting at this virtual time."""
+        return replace(self, start_offset_ms=self.offset_ms)
 
     # Skipping -------------------------------------------------------------------------------
 

@@ -100,7 +100,8 @@ def start_run(store: Store, req: StartWorkflowExecutionRequest, *, owner: str | 
               first_execution_run_id: str | None = None, attempt: int = 1,
               continued_from_run_id: str | None = None,
               conn: sa.Connection | None = None, optimistic: bool = False,
-              build_id: str | None = None, lineage: Lineage | None = None) -> StartedRun:
+              build_id: str | None = None, lineage: Lineage | None = None,
+              time_skipping: str | None = None) -> StartedRun:
     """Create a run for ``req`` (or resolve to an existing one, per its policies).
 
     ``optimistic``: with the default policies, insert without reading first; a running run of
@@ -108,13 +109,15 @@ def start_run(store: Store, req: StartWorkflowExecutionRequest, *, owner: str | 
     the one-running-run index) and the caller starts again without ``optimistic``.
     ``build_id``: the worker version the run is pinned to (None: unversioned).
     ``lineage``: the parent and root of a child workflow (and of its continuations).
+    ``time_skipping``: the run's clock (``_run_clock``), when it inherits a virtual time.
     """
     if conn is None:
         with store.engine.begin() as c:
             return start_run(store, req, owner=owner, apply_policies=apply_policies,
                              run_id=run_id, first_execution_run_id=first_execution_run_id,
                              attempt=attempt, continued_from_run_id=continued_from_run_id,
-                             conn=c, build_id=build_id, lineage=lineage)
+                             conn=c, build_id=build_id, lineage=lineage,
+                             time_skipping=time_skipping)
     namespace = req.namespace or "default"
     if apply_policies and not (optimistic and _default_policies(req)):
         existing = _apply_policies(store, conn, req, namespace)
@@ -152,6 +155,8 @@ def start_run(store: Store, req: StartWorkflowExecutionRequest, *, owner: str | 
                       parent_run_id=lineage.parent_run_id,
                       root_workflow_id=lineage.root_workflow_id, root_run_id=lineage.root_run_id,
                       parent_close_policy=lineage.close_policy)
+    if time_skipping is not None:
+        values["time_skipping"] = time_skipping
     store.insert_run(conn, values, search_attribute_rows(req.search_attributes))
     row = SimpleNamespace(**{c.name: None for c in t.runs.columns})
     row.__dict__.update(values, history_length=0)

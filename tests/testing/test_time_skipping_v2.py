@@ -56,6 +56,18 @@ class TwoTimers:
         return workflow.now()
 
 
+@workflow.defn
+class DayThenContinue:
+    """Sleeps a day, continues as new once, sleeps another day; returns when it woke last."""
+
+    @workflow.run
+    async def run(self, continued: bool = False) -> datetime:
+        await asyncio.sleep(timedelta(days=1).total_seconds())
+        if not continued:
+            workflow.continue_as_new(True)
+        return workflow.now()
+
+
 @activity.defn
 async def wall_clock_work() -> str:
     await asyncio.sleep(0.2)
@@ -122,6 +134,23 @@ async def test_a_thirty_day_sleep_skips_with_the_default_config() -> None:
         # Its clock is a month ahead; the engine's is not.
         assert await env.get_current_time(handle) - datetime.now().astimezone() >= \
             timedelta(days=29)
+
+
+async def test_virtual_time_goes_on_along_a_continue_as_new_chain() -> None:
+    async with await WorkflowEnvironment.start_time_skipping_v2(ts_config=OFF) as env:
+        async with Worker(env.client, task_queue=Q, workflows=[DayThenContinue]):
+            start = datetime.now().astimezone()
+            handle = await env.client.start_workflow(DayThenContinue.run, id="chain",
+                                                     task_queue=Q)
+            # A fast-forward of 36 hours crosses into the chain's second run, and completes
+            # there (the poll follows the chain), which goes on from the first run's time.
+            assert await env.fast_forward(handle, timedelta(hours=36)) is True
+            current = env.client.get_workflow_handle("chain")
+            assert (await current.describe()).status == WorkflowExecutionStatus.RUNNING
+            assert await env.get_current_time(current) - start >= timedelta(hours=36)
+            assert await env.fast_forward(current) is False  # Unbounded: until it closes.
+            woke = await current.result()
+    assert datetime.fromisoformat(woke) - start >= timedelta(days=2)
 
 
 async def test_fast_forward_until_done_completes_a_month_long_sleep() -> None:
