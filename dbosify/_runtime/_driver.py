@@ -453,7 +453,7 @@ class RunDriver:
         self.clock_offset_ms = clock.offset_ms
         for _, done in updates:
             try:
-                done.set_result(RunClock.from_json(clock.to_json()))
+                done.set_result(replace(clock))
             except concurrent.futures.InvalidStateError:
                 pass  # Given up by the caller (it saw the run close); the config holds.
 
@@ -480,7 +480,7 @@ class RunDriver:
         if target is None:
             return False
         before = (clock.offset_ms, clock.enabled, clock.ff_completed)
-        moved = RunClock.from_json(clock.to_json())
+        moved = replace(clock)
         moved.advance_to(now, target)
         if (moved.offset_ms, moved.enabled, moved.ff_completed) == before:
             return False

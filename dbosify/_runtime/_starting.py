@@ -69,9 +69,9 @@ class Lineage:
         """The lineage a run's row holds (a continuation, retry or cron run keeps it)."""
         if not row.parent_run_id:
             return None
-        return Lineage(row.parent_workflow_id, row.parent_run_id,
-                       row.root_workflow_id or row.parent_workflow_id,
-                       row.root_run_id or row.parent_run_id, row.parent_close_policy)
+        # Every child row has its root: written with it, or by the schema 4 upgrade.
+        return Lineage(row.parent_workflow_id, row.parent_run_id, row.root_workflow_id,
+                       row.root_run_id, row.parent_close_policy)
 
 
 @dataclass(frozen=True)
