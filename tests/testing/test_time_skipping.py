@@ -25,18 +25,11 @@ from dbosify.exceptions import ActivityError, ApplicationError, TimeoutError, Ti
 from dbosify.testing import WorkflowEnvironment
 from dbosify.worker import Worker
 
+from ._workflows import WaitAMonth
+
 Q = "skip-q"
 # Generous: without skipping these tests would wait for days; with it they take moments.
 WALL_LIMIT_S = 30.0
-
-
-@workflow.defn
-class WaitAMonth:
-    @workflow.run
-    async def run(self) -> float:
-        before = workflow.now()
-        await asyncio.sleep(timedelta(days=30).total_seconds())
-        return (workflow.now() - before).total_seconds()
 
 
 @activity.defn

@@ -17,19 +17,12 @@ from dbosify.client import WorkflowExecutionStatus
 from dbosify.testing import TimeSkippingConfig, WorkflowEnvironment
 from dbosify.worker import Worker
 
+from ._workflows import WaitAMonth
+
 Q = "skip-v2-q"
 # Generous: without skipping these tests would wait for days; with it they take moments.
 WALL_LIMIT_S = 30.0
 OFF = TimeSkippingConfig(enabled=False)
-
-
-@workflow.defn
-class WaitAMonth:
-    @workflow.run
-    async def run(self) -> float:
-        before = workflow.now()
-        await asyncio.sleep(timedelta(days=30).total_seconds())
-        return (workflow.now() - before).total_seconds()
 
 
 @workflow.defn
