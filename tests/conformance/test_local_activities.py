@@ -358,7 +358,9 @@ async def test_start_to_close_timeout_fails(client: Client, wid: str) -> None:
 
 
 async def test_schedule_to_close_timeout(client: Client, wid: str) -> None:
-    call = LocalCall("hangs_first", [0], start_to_close_ms=None, schedule_to_close_ms=200)
+    # The budget counts from the schedule, before the attempt starts: generous enough that a
+    # loaded machine starts the attempt within it.
+    call = LocalCall("hangs_first", [0], start_to_close_ms=None, schedule_to_close_ms=1000)
     err = await _failure(client, call, wid)
     assert isinstance(err, ActivityError), err
     assert isinstance(err.cause, TimeoutError)
